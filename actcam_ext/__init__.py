@@ -1,0 +1,16 @@
+"""actcam_ext: fast, exact class-activation heatmaps for PyTorch CNNs.
+
+``ops`` holds the fused native ops (``torch.ops.actcam.*``) and ``reference`` their
+pure-torch twins. The extension module is imported first (in ``_native``) so the ops
+are registered before anything uses them.
+"""
+
+from ._native import native_available
+from . import ops, reference
+from .methods import (CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM,
+                      Saliency)
+
+__version__ = "0.1.0"
+
+__all__ = ["native_available", "ops", "reference", "__version__",
+           "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM"]

@@ -1,0 +1,86 @@
+"""Argument checks shared by the pure-torch reference ops and the fake (meta) kernels.
+
+They say the same things as csrc/checks.h, so a user gets the same ValueError whichever
+path runs: the native kernel, the fallback, or torch.compile's tracing.
+"""
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _float(name: str, t: torch.Tensor) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"actcam: {name} must be a tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"actcam: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+
+
+def _rank(name: str, t: torch.Tensor, ranks: tuple, layout: str) -> None:
+    if t.dim() not in ranks:
+        want = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(f"actcam: {name} must be a {want} tensor {layout}, got shape {list(t.shape)}")
+
+
+def _same_device(an: str, a: torch.Tensor, bn: str, b: torch.Tensor) -> None:
+    if a.device != b.device:
+        raise ValueError(f"actcam: {an} and {bn} must be on the same device, got {a.device} and {b.device}")
+
+
+def cam(activations, weights, size) -> tuple:
+    """Validate cam's arguments; return the output shape."""
+    _float("activations", activations)
+    _float("weights", weights)
+    _rank("activations", activations, (4,), "[B,K,h,w]")
+    _rank("weights", weights, (2, 3), "[B,K] or [B,C,K]")
+    _same_device("activations", activations, "weights", weights)
+    B, K, h, w = activations.shape
+    if h <= 0 or w <= 0:
+        raise ValueError(f"actcam: activations must have a non-empty spatial size, got shape {list(activations.shape)}")
+    if weights.shape[0] != B:
+        raise ValueError(
+            f"actcam: weights must have the batch size of activations ({B}), got shape {list(weights.shape)}")
+    if weights.shape[-1] != K:
+        raise ValueError(
+            f"actcam: weights must have K={K} channels in its last dimension (activations is "
+            f"{list(activations.shape)}), got shape {list(weights.shape)}")
+    size = tuple(size) if isinstance(size, (list, tuple)) else size
+    if not isinstance(size, tuple) or len(size) != 2:
+        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
+    H, W = size
+    if H <= 0 or W <= 0:
+        raise ValueError(f"actcam: size must be positive, got {list(size)}")
+    if weights.dim() == 2:
+        return (B, H, W)
+    return (B, weights.shape[1], H, W)
+
+
+def gradcampp_weights(activations, grads) -> tuple:
+    _float("activations", activations)
+    _float("grads", grads)
+    _rank("activations", activations, (4,), "[B,K,h,w]")
+    _rank("grads", grads, (4,), "[B,K,h,w]")
+    _same_device("activations", activations, "grads", grads)
+    if grads.shape != activations.shape:
+        raise ValueError(
+            f"actcam: grads must have the shape of activations {list(activations.shape)}, got {list(grads.shape)}")
+    if grads.dtype != activations.dtype:
+        raise ValueError(
+            f"actcam: grads must have the dtype of activations ({activations.dtype}), got {grads.dtype}")
+    return tuple(activations.shape[:2])
+
+
+def overlay(maps, images, image_weight) -> tuple:
+    _float("maps", maps)
+    _rank("maps", maps, (3,), "[B,H,W]")
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+        got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"actcam: images must be a uint8 tensor [B,H,W,3] (RGB), got {got}")
+    _rank("images", images, (4,), "[B,H,W,3]")
+    _same_device("maps", maps, "images", images)
+    if tuple(images.shape) != (*maps.shape, 3):
+        raise ValueError(
+            f"actcam: images must have shape [B,H,W,3] = {[*maps.shape, 3]} to match maps, got {list(images.shape)}")
+    if not 0.0 <= float(image_weight) <= 1.0:
+        raise ValueError(f"actcam: image_weight must be in [0, 1], got {image_weight}")
+    return tuple(images.shape)

@@ -1,0 +1,38 @@
+"""Loads the compiled extension, which registers the ``torch.ops.actcam`` kernels.
+
+``actcam_ext._C`` is an empty Python module: importing it runs the TORCH_LIBRARY static
+initialisers in the shared library. Nothing is called through pybind11, because a pybind
+call is opaque to torch.compile while ``torch.ops.actcam.*`` is traceable.
+"""
+
+import warnings
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (import for its side effect: op registration)
+    _IMPORT_ERROR = None
+except ImportError as exc:  # not built (e.g. a source checkout without `pip install -e .`)
+    _IMPORT_ERROR = exc
+
+_warned: set = set()
+
+
+def native_available(device: torch.device | str = "cpu") -> bool:
+    """True when the fused native kernels serve tensors on ``device`` (else the torch fallback runs)."""
+    if _IMPORT_ERROR is not None:
+        return False
+    dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
+    if dispatch_key is None:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam", dispatch_key)
+
+
+def warn_fallback_once(op: str, device: torch.device) -> None:
+    key = (op, device.type)
+    if key in _warned:
+        return
+    _warned.add(key)
+    why = f"the extension is not built ({_IMPORT_ERROR})" if _IMPORT_ERROR else f"no {device.type} kernel is built"
+    warnings.warn(f"actcam: {op} on {device.type} runs the pure-torch fallback because {why}",
+                  RuntimeWarning, stacklevel=3)

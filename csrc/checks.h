@@ -1,0 +1,97 @@
+// Argument checks shared by the CPU and CUDA kernels.
+//
+// The messages match actcam_ext/_checks.py (used by the fake kernels and the reference),
+// so a caller sees the same ValueError whichever path runs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace actcam {
+
+inline void check_float(const at::Tensor& t, const char* name) {
+  const auto s = t.scalar_type();
+  TORCH_CHECK_VALUE(s == at::kFloat || s == at::kHalf || s == at::kBFloat16, "actcam: ", name,
+                    " must be float32, float16 or bfloat16, got ", s);
+}
+
+inline void check_rank(const at::Tensor& t, const char* name, int64_t rank, const char* layout) {
+  TORCH_CHECK_VALUE(t.dim() == rank, "actcam: ", name, " must be a ", rank, "-D tensor ", layout,
+                    ", got shape ", t.sizes());
+}
+
+inline void check_same_device(const at::Tensor& a, const char* an, const at::Tensor& b, const char* bn) {
+  TORCH_CHECK_VALUE(a.device() == b.device(), "actcam: ", an, " and ", bn,
+                    " must be on the same device, got ", a.device(), " and ", b.device());
+}
+
+// Shapes of one cam call: B images, C maps per image (1 for [B,K] weights), K channels,
+// h x w activations resized to H x W.
+struct CamShape {
+  int64_t B, C, K, h, w, H, W;
+  bool per_class;
+};
+
+inline CamShape check_cam(const at::Tensor& activations, const at::Tensor& weights, at::IntArrayRef size) {
+  check_float(activations, "activations");
+  check_float(weights, "weights");
+  check_rank(activations, "activations", 4, "[B,K,h,w]");
+  TORCH_CHECK_VALUE(weights.dim() == 2 || weights.dim() == 3,
+                    "actcam: weights must be a 2-D or 3-D tensor [B,K] or [B,C,K], got shape ", weights.sizes());
+  check_same_device(activations, "activations", weights, "weights");
+  CamShape s;
+  s.B = activations.size(0);
+  s.K = activations.size(1);
+  s.h = activations.size(2);
+  s.w = activations.size(3);
+  TORCH_CHECK_VALUE(s.h > 0 && s.w > 0, "actcam: activations must have a non-empty spatial size, got shape ",
+                    activations.sizes());
+  TORCH_CHECK_VALUE(weights.size(0) == s.B, "actcam: weights must have the batch size of activations (", s.B,
+                    "), got shape ", weights.sizes());
+  TORCH_CHECK_VALUE(weights.size(-1) == s.K, "actcam: weights must have K=", s.K,
+                    " channels in its last dimension (activations is ", activations.sizes(), "), got shape ",
+                    weights.sizes());
+  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
+  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
+  s.per_class = weights.dim() == 3;
+  s.C = s.per_class ? weights.size(1) : 1;
+  s.H = size[0];
+  s.W = size[1];
+  return s;
+}
+
+inline void check_gradcampp(const at::Tensor& activations, const at::Tensor& grads) {
+  check_float(activations, "activations");
+  check_float(grads, "grads");
+  check_rank(activations, "activations", 4, "[B,K,h,w]");
+  check_rank(grads, "grads", 4, "[B,K,h,w]");
+  check_same_device(activations, "activations", grads, "grads");
+  TORCH_CHECK_VALUE(grads.sizes() == activations.sizes(), "actcam: grads must have the shape of activations ",
+                    activations.sizes(), ", got ", grads.sizes());
+  TORCH_CHECK_VALUE(grads.scalar_type() == activations.scalar_type(),
+                    "actcam: grads must have the dtype of activations (", activations.scalar_type(), "), got ",
+                    grads.scalar_type());
+}
+
+inline void check_overlay(const at::Tensor& maps, const at::Tensor& images, double image_weight) {
+  check_float(maps, "maps");
+  check_rank(maps, "maps", 3, "[B,H,W]");
+  TORCH_CHECK_VALUE(images.scalar_type() == at::kByte, "actcam: images must be a uint8 tensor [B,H,W,3] (RGB), got ",
+                    images.scalar_type());
+  check_rank(images, "images", 4, "[B,H,W,3]");
+  check_same_device(maps, "maps", images, "images");
+  TORCH_CHECK_VALUE(images.size(0) == maps.size(0) && images.size(1) == maps.size(1) &&
+                        images.size(2) == maps.size(2) && images.size(3) == 3,
+                    "actcam: images must have shape [B,H,W,3] = [", maps.size(0), ", ", maps.size(1), ", ",
+                    maps.size(2), ", 3] to match maps, got ", images.sizes());
+  TORCH_CHECK_VALUE(image_weight >= 0.0 && image_weight <= 1.0, "actcam: image_weight must be in [0, 1], got ",
+                    image_weight);
+}
+
+}  // namespace actcam
+
+// The float dtypes every op accepts (float32, float16, bfloat16); the kernels accumulate in float32.
+#define ACTCAM_DISPATCH_FLOATS(TYPE, NAME, ...)                     \
+  AT_DISPATCH_SWITCH(TYPE, NAME,                                    \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)      \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)       \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))

@@ -1,0 +1,229 @@
+// CPU kernels of the actcam ops. Each op is one at::parallel_for over independent units
+// (maps for cam, (image, channel) rows for gradcampp_weights, image rows for overlay) that
+// reads its inputs once through their strides and writes its output once.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../kernel_math.h"
+#include "../checks.h"
+#include "../jet_colormap.h"
+
+namespace actcam {
+namespace {
+
+// low[p] = sum_k wt[k] * A[k, p] in float32, for one image's activations A (strides in elements).
+template <typename scalar_t>
+void channel_sum(const scalar_t* A, int64_t sk, int64_t sh, int64_t sw, int64_t K, int64_t h, int64_t w,
+                 const float* wt, float* low) {
+  const int64_t hw = h * w;
+  if (sw == 1 && sh == w) {
+    // Each channel plane is contiguous (contiguous or sliced along B/K): stream the planes.
+    std::fill(low, low + hw, 0.f);
+    for (int64_t k = 0; k < K; ++k) {
+      const scalar_t* a = A + k * sk;
+      const float wk = wt[k];
+      for (int64_t p = 0; p < hw; ++p) low[p] += wk * static_cast<float>(a[p]);
+    }
+  } else if (sk == 1) {
+    // channels_last: the K values of one pixel are contiguous, so each pixel is a dot product.
+    // Four partial sums give the CPU independent chains without reassociating per element.
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        const scalar_t* a = A + y * sh + x * sw;
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4) {
+          for (int j = 0; j < 4; ++j) acc[j] += wt[k + j] * static_cast<float>(a[k + j]);
+        }
+        for (; k < K; ++k) acc[0] += wt[k] * static_cast<float>(a[k]);
+        low[y * w + x] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      }
+    }
+  } else {
+    std::fill(low, low + hw, 0.f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float wk = wt[k];
+      for (int64_t y = 0; y < h; ++y) {
+        const scalar_t* a = A + k * sk + y * sh;
+        for (int64_t x = 0; x < w; ++x) low[y * w + x] += wk * static_cast<float>(a[x * sw]);
+      }
+    }
+  }
+}
+
+// Per-map min-max to [0, 1] in place. A NaN anywhere makes the whole map NaN (as amin/amax
+// propagate it in the torch chain); a constant map gives zeros rather than 0/0.
+void minmax_normalize_inplace(float* out, int64_t n, float lo, float hi, bool has_nan) {
+  if (has_nan) {
+    std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  if (is_constant_map(lo, hi)) {
+    std::fill(out, out + n, 0.f);
+    return;
+  }
+  const float spread = hi - lo;
+  for (int64_t i = 0; i < n; ++i) out[i] = (out[i] - lo) / spread;
+}
+
+template <typename scalar_t>
+void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, bool relu, bool normalize,
+                  float* out) {
+  const scalar_t* a_ptr = A.const_data_ptr<scalar_t>();
+  const float* w_ptr = wf.const_data_ptr<float>();
+  const int64_t sb = A.stride(0), sk = A.stride(1), sh = A.stride(2), sw = A.stride(3);
+  const int64_t h = s.h, w = s.w, H = s.H, W = s.W;
+
+  // Bilinear taps depend only on the sizes: compute them once for all maps.
+  std::vector<BilinearTap> ytaps(H), xtaps(W);
+  const float scale_y = bilinear_scale(h, H), scale_x = bilinear_scale(w, W);
+  for (int64_t Y = 0; Y < H; ++Y) ytaps[Y] = bilinear_tap(scale_y, Y, h);
+  for (int64_t X = 0; X < W; ++X) xtaps[X] = bilinear_tap(scale_x, X, w);
+
+  at::parallel_for(0, s.B * s.C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> low(h * w), rows(h * W);
+    for (int64_t m = begin; m < end; ++m) {
+      const int64_t b = m / s.C;
+      channel_sum(a_ptr + b * sb, sk, sh, sw, s.K, h, w, w_ptr + m * s.K, low.data());
+      if (relu) {
+        for (float& v : low) v = v < 0.f ? 0.f : v;  // written so that NaN passes through
+      }
+      // Separable resize: every low-res row to width W, then blend two rows per output row.
+      for (int64_t y = 0; y < h; ++y) {
+        const float* src = low.data() + y * w;
+        float* r = rows.data() + y * W;
+        for (int64_t X = 0; X < W; ++X) {
+          const BilinearTap& t = xtaps[X];
+          r[X] = t.l0 * src[t.i0] + t.l1 * src[t.i1];
+        }
+      }
+      float* o_map = out + m * H * W;
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      bool has_nan = false;
+      for (int64_t Y = 0; Y < H; ++Y) {
+        const BilinearTap& t = ytaps[Y];
+        const float* r0 = rows.data() + t.i0 * W;
+        const float* r1 = rows.data() + t.i1 * W;
+        float* o = o_map + Y * W;
+        for (int64_t X = 0; X < W; ++X) {
+          const float v = t.l0 * r0[X] + t.l1 * r1[X];
+          o[X] = v;
+          lo = v < lo ? v : lo;
+          hi = v > hi ? v : hi;
+          has_nan |= v != v;
+        }
+      }
+      if (normalize) minmax_normalize_inplace(o_map, H * W, lo, hi, has_nan);
+    }
+  });
+}
+
+at::Tensor cam_cpu(const at::Tensor& activations, const at::Tensor& weights, at::IntArrayRef size, bool relu,
+                   bool normalize) {
+  const CamShape s = check_cam(activations, weights, size);
+  auto out_sizes = s.per_class ? std::vector<int64_t>{s.B, s.C, s.H, s.W} : std::vector<int64_t>{s.B, s.H, s.W};
+  at::Tensor out = at::empty(out_sizes, activations.options().dtype(at::kFloat));
+  if (out.numel() == 0) return out;
+  // The weights are small ([B,C,K]); one float32 copy makes the inner loops dtype-free.
+  const at::Tensor wf = weights.to(at::kFloat).contiguous();
+  ACTCAM_DISPATCH_FLOATS(activations.scalar_type(), "actcam::cam", [&] {
+    cam_cpu_impl<scalar_t>(activations, wf, s, relu, normalize, out.data_ptr<float>());
+  });
+  return out;
+}
+
+template <typename scalar_t>
+void gradcampp_cpu_impl(const at::Tensor& A, const at::Tensor& G, float* out) {
+  const int64_t K = A.size(1), h = A.size(2), w = A.size(3);
+  const scalar_t* a_ptr = A.const_data_ptr<scalar_t>();
+  const scalar_t* g_ptr = G.const_data_ptr<scalar_t>();
+  const int64_t ab = A.stride(0), ak = A.stride(1), ah = A.stride(2), aw = A.stride(3);
+  const int64_t gb = G.stride(0), gk = G.stride(1), gh = G.stride(2), gw = G.stride(3);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, h * w));
+  at::parallel_for(0, A.size(0) * K, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / K, k = row % K;
+      const scalar_t* a = a_ptr + b * ab + k * ak;
+      const scalar_t* g = g_ptr + b * gb + k * gk;
+      float sum_a = 0.f;
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) sum_a += static_cast<float>(a[y * ah + x * aw]);
+      // Eq. 19: alpha = g^2 / (2 g^2 + (sum_ab A_ab) g^3), 0 where the denominator is 0;
+      // w = sum_ij alpha_ij relu(g_ij).
+      float acc = 0.f;
+      for (int64_t y = 0; y < h; ++y) {
+        for (int64_t x = 0; x < w; ++x) {
+          const float gv = static_cast<float>(g[y * gh + x * gw]);
+          const float g2 = gv * gv;
+          const float denom = 2.f * g2 + sum_a * g2 * gv;
+          const float alpha = denom != 0.f ? g2 / denom : 0.f;
+          acc += alpha * (gv < 0.f ? 0.f : gv);
+        }
+      }
+      out[row] = acc;
+    }
+  });
+}
+
+at::Tensor gradcampp_weights_cpu(const at::Tensor& activations, const at::Tensor& grads) {
+  check_gradcampp(activations, grads);
+  at::Tensor out = at::empty({activations.size(0), activations.size(1)}, activations.options().dtype(at::kFloat));
+  if (out.numel() == 0) return out;
+  if (activations.size(2) * activations.size(3) == 0) return out.zero_();
+  ACTCAM_DISPATCH_FLOATS(activations.scalar_type(), "actcam::gradcampp_weights", [&] {
+    gradcampp_cpu_impl<scalar_t>(activations, grads, out.data_ptr<float>());
+  });
+  return out;
+}
+
+template <typename scalar_t>
+void overlay_cpu_impl(const at::Tensor& maps, const at::Tensor& images, double image_weight, uint8_t* out) {
+  const int64_t H = maps.size(1), W = maps.size(2);
+  const scalar_t* m_ptr = maps.const_data_ptr<scalar_t>();
+  const uint8_t* i_ptr = images.const_data_ptr<uint8_t>();
+  const int64_t mb = maps.stride(0), mh = maps.stride(1), mw = maps.stride(2);
+  const int64_t ib = images.stride(0), ih = images.stride(1), iw = images.stride(2), ic = images.stride(3);
+  const float w_img = static_cast<float>(image_weight);
+  const float w_heat = static_cast<float>(1.0 - image_weight);
+  at::parallel_for(0, maps.size(0) * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, W)),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / H, y = row % H;
+      const scalar_t* m = m_ptr + b * mb + y * mh;
+      const uint8_t* img = i_ptr + b * ib + y * ih;
+      uint8_t* o = out + row * W * 3;
+      for (int64_t x = 0; x < W; ++x) {
+        const uint8_t* heat = kJetRGB + 3 * jet_index(static_cast<float>(m[x * mw]));
+        const uint8_t* px = img + x * iw;
+        for (int c = 0; c < 3; ++c) o[3 * x + c] = blend_u8(heat[c], px[c * ic], w_heat, w_img);
+      }
+    }
+  });
+}
+
+at::Tensor overlay_cpu(const at::Tensor& maps, const at::Tensor& images, double image_weight) {
+  check_overlay(maps, images, image_weight);
+  at::Tensor out = at::empty({maps.size(0), maps.size(1), maps.size(2), 3}, images.options());
+  if (out.numel() == 0) return out;
+  ACTCAM_DISPATCH_FLOATS(maps.scalar_type(), "actcam::overlay", [&] {
+    overlay_cpu_impl<scalar_t>(maps, images, image_weight, out.data_ptr<uint8_t>());
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(actcam, CPU, m) {
+  m.impl("cam", &cam_cpu);
+  m.impl("gradcampp_weights", &gradcampp_weights_cpu);
+  m.impl("overlay", &overlay_cpu);
+}
+
+}  // namespace actcam

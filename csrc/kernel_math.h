@@ -1,0 +1,66 @@
+// Per-element formulas shared by the CPU and CUDA kernels, so both backends compute the
+// same float operations in the same order.
+//
+// Bilinear taps: source indices and weights of resizing with F.interpolate(mode="bilinear",
+// align_corners=False) semantics, computed in float exactly as ATen's upsample kernels do
+// (area_pixel_compute_scale / area_pixel_compute_source_index in ATen/native/UpSample.h),
+// so our maps match the torch chain to float rounding, for up- and downsampling alike.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define ACTCAM_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define ACTCAM_HOST_DEVICE inline
+#endif
+
+namespace actcam {
+
+struct BilinearTap {
+  int64_t i0, i1;  // the two source indices (equal at the border)
+  float l0, l1;    // their weights, l0 + l1 = 1
+};
+
+// scale = in_size / out_size, as ATen computes it when no scale_factor is given.
+ACTCAM_HOST_DEVICE float bilinear_scale(int64_t in_size, int64_t out_size) {
+  return static_cast<float>(in_size) / static_cast<float>(out_size);
+}
+
+ACTCAM_HOST_DEVICE BilinearTap bilinear_tap(float scale, int64_t dst, int64_t in_size) {
+  float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  if (src < 0.f) src = 0.f;
+  int64_t i0 = static_cast<int64_t>(src);  // src >= 0, so truncation is floor
+  if (i0 > in_size - 1) i0 = in_size - 1;
+  float l1 = src - static_cast<float>(i0);
+  l1 = l1 < 0.f ? 0.f : (l1 > 1.f ? 1.f : l1);
+  BilinearTap t;
+  t.i0 = i0;
+  t.i1 = i0 < in_size - 1 ? i0 + 1 : i0;
+  t.l0 = 1.f - l1;
+  t.l1 = l1;
+  return t;
+}
+
+// Min-max normalisation treats a map as constant when its spread is within float rounding
+// of its largest magnitude (DESIGN.md): such a map becomes zeros instead of amplified noise.
+ACTCAM_HOST_DEVICE bool is_constant_map(float lo, float hi) {
+  return hi - lo <= 1e-6f * fmaxf(fabsf(lo), fabsf(hi));
+}
+
+// Colour index floor(255 * v) clamped to 0..255: what np.uint8(255 * map) gives for maps in
+// [0, 1]. NaN (and anything negative) maps to 0, +inf to 255.
+ACTCAM_HOST_DEVICE int jet_index(float v) {
+  const float s = v * 255.f;
+  return s >= 0.f ? (s < 255.f ? static_cast<int>(s) : 255) : 0;
+}
+
+// (1 - w) * heat + w * image rounded half to even (cvRound in cv2.addWeighted's
+// saturate_cast), saturated to uint8.
+ACTCAM_HOST_DEVICE uint8_t blend_u8(uint8_t heat, uint8_t image, float w_heat, float w_image) {
+  const float r = nearbyintf(static_cast<float>(heat) * w_heat + static_cast<float>(image) * w_image);
+  return static_cast<uint8_t>(r < 0.f ? 0.f : (r > 255.f ? 255.f : r));
+}
+
+}  // namespace actcam
