@@ -17,15 +17,18 @@ except ImportError as exc:  # not built (e.g. a source checkout without `pip ins
 
 _warned: set = set()
 
+# Device types with registered kernels, settled once at import: a plain frozenset lookup is
+# also what lets torch.compile trace the ops' dispatch (the dispatcher query is opaque to it).
+_NATIVE_DEVICE_TYPES = frozenset(
+    device_type
+    for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if _IMPORT_ERROR is None and torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam", dispatch_key)
+)
+
 
 def native_available(device: torch.device | str = "cpu") -> bool:
     """True when the fused native kernels serve tensors on ``device`` (else the torch fallback runs)."""
-    if _IMPORT_ERROR is not None:
-        return False
-    dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
-    if dispatch_key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam", dispatch_key)
+    return torch.device(device).type in _NATIVE_DEVICE_TYPES
 
 
 def warn_fallback_once(op: str, device: torch.device) -> None:

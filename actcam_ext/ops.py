@@ -29,8 +29,9 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
     float32/float16/bfloat16, any strides. Returns float32 [B,H,W] or [B,C,H,W] with
     ``size=(H, W)``: sum_k weights[k] * activations[k] accumulated in float32, then ReLU (if
     ``relu``), bilinear resize as F.interpolate(mode="bilinear", align_corners=False), then
-    per-map min-max to [0, 1] (if ``normalize``); a constant map gives zeros. A NaN anywhere in
-    a map's inputs makes that whole map NaN, as the torch chain does.
+    per-map min-max to [0, 1] (if ``normalize``); a constant map gives zeros. With ``normalize``,
+    a map that holds a NaN or inf after resizing comes out all NaN (it has no scale); without
+    it, non-finite values pass through as the torch chain computes them.
     """
     size = [int(s) for s in size]
     if _use_native("cam", activations.device):

@@ -16,12 +16,17 @@ CONSTANT_MAP_RTOL = 1e-6
 
 
 def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each map (last two dims) to [0, 1]; constant maps become zeros; NaN propagates."""
+    """Scale each map (last two dims) to [0, 1]; constant maps become zeros.
+
+    A map holding any NaN or inf has no meaningful scale and comes out all NaN.
+    """
     lo = maps.amin(dim=(-2, -1), keepdim=True)
     hi = maps.amax(dim=(-2, -1), keepdim=True)
     spread = hi - lo
     constant = spread <= CONSTANT_MAP_RTOL * torch.maximum(lo.abs(), hi.abs())
-    return torch.where(constant, torch.zeros_like(maps), (maps - lo) / spread)
+    out = torch.where(constant, torch.zeros_like(maps), (maps - lo) / spread)
+    non_finite = ~torch.isfinite(maps).all(dim=-1, keepdim=True).all(dim=-2, keepdim=True)
+    return out.masked_fill(non_finite, float("nan"))
 
 
 def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = True,

@@ -58,10 +58,10 @@ void channel_sum(const scalar_t* A, int64_t sk, int64_t sh, int64_t sw, int64_t 
   }
 }
 
-// Per-map min-max to [0, 1] in place. A NaN anywhere makes the whole map NaN (as amin/amax
-// propagate it in the torch chain); a constant map gives zeros rather than 0/0.
-void minmax_normalize_inplace(float* out, int64_t n, float lo, float hi, bool has_nan) {
-  if (has_nan) {
+// Per-map min-max to [0, 1] in place. A NaN or inf anywhere makes the whole map NaN (no
+// meaningful scale exists); a constant map gives zeros rather than 0/0.
+void minmax_normalize_inplace(float* out, int64_t n, float lo, float hi, bool non_finite) {
+  if (non_finite) {
     std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
     return;
   }
@@ -106,7 +106,7 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
       }
       float* o_map = out + m * H * W;
       float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-      bool has_nan = false;
+      bool non_finite = false;
       for (int64_t Y = 0; Y < H; ++Y) {
         const BilinearTap& t = ytaps[Y];
         const float* r0 = rows.data() + t.i0 * W;
@@ -117,10 +117,10 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
           o[X] = v;
           lo = v < lo ? v : lo;
           hi = v > hi ? v : hi;
-          has_nan |= v != v;
+          non_finite |= (v - v) != 0.f;  // v - v is 0 for finite v, NaN for NaN and inf
         }
       }
-      if (normalize) minmax_normalize_inplace(o_map, H * W, lo, hi, has_nan);
+      if (normalize) minmax_normalize_inplace(o_map, H * W, lo, hi, non_finite);
     }
   });
 }

@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kCamThreads)
                float* __restrict__ scratch, float* __restrict__ out) {
   extern __shared__ float smem[];  // [kCamThreads] partial sums, then the low-res map if it fits
   __shared__ float red_lo[kWarps], red_hi[kWarps];
-  __shared__ int red_nan[kWarps];
+  __shared__ int red_non_finite[kWarps];
 
   const int64_t m = blockIdx.x;
   const int hw = h * w;
@@ -78,10 +78,10 @@ __global__ void __launch_bounds__(kCamThreads)
   }
   __syncthreads();
 
-  // 2. Bilinear resize (horizontal then vertical, as on the CPU) with min/max/NaN tracking.
+  // 2. Bilinear resize (horizontal then vertical, as on the CPU) with min/max/non-finite tracking.
   float* o = out + m * H * W;
   float lo = INFINITY, hi = -INFINITY;
-  int has_nan = 0;
+  int non_finite = 0;
   for (int q = threadIdx.x; q < H * W; q += kCamThreads) {
     const BilinearTap ty = bilinear_tap(scale_y, q / W, h);
     const BilinearTap tx = bilinear_tap(scale_x, q % W, w);
@@ -93,35 +93,35 @@ __global__ void __launch_bounds__(kCamThreads)
     o[q] = v;
     lo = min_nan_free(lo, v);
     hi = max_nan_free(hi, v);
-    has_nan |= v != v;
+    non_finite |= (v - v) != 0.f;  // v - v is 0 for finite v, NaN for NaN and inf
   }
   if (!normalize) return;
 
-  // 3. Block-wide min/max/NaN, then normalise this block's own map in place.
+  // 3. Block-wide min/max/non-finite flag, then normalise this block's own map in place.
   for (int off = 16; off > 0; off >>= 1) {
     lo = min_nan_free(lo, __shfl_xor_sync(0xffffffffu, lo, off));
     hi = max_nan_free(hi, __shfl_xor_sync(0xffffffffu, hi, off));
-    has_nan |= __shfl_xor_sync(0xffffffffu, has_nan, off);
+    non_finite |= __shfl_xor_sync(0xffffffffu, non_finite, off);
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
     red_lo[warp] = lo;
     red_hi[warp] = hi;
-    red_nan[warp] = has_nan;
+    red_non_finite[warp] = non_finite;
   }
   __syncthreads();
   lo = red_lo[0];
   hi = red_hi[0];
-  has_nan = red_nan[0];
+  non_finite = red_non_finite[0];
   for (int j = 1; j < kWarps; ++j) {
     lo = min_nan_free(lo, red_lo[j]);
     hi = max_nan_free(hi, red_hi[j]);
-    has_nan |= red_nan[j];
+    non_finite |= red_non_finite[j];
   }
   const bool constant = is_constant_map(lo, hi);
   const float spread = hi - lo;
   for (int q = threadIdx.x; q < H * W; q += kCamThreads) {
-    o[q] = has_nan ? NAN : (constant ? 0.f : (o[q] - lo) / spread);
+    o[q] = non_finite ? NAN : (constant ? 0.f : (o[q] - lo) / spread);
   }
 }
 
