@@ -57,10 +57,22 @@ ACTCAM_HOST_DEVICE int jet_index(float v) {
 }
 
 // (1 - w) * heat + w * image rounded half to even (cvRound in cv2.addWeighted's
-// saturate_cast), saturated to uint8.
+// saturate_cast). With w in [0, 1] the blend lies in [0, 255], so no saturation is needed,
+// and adding then subtracting 1.5 * 2^23 rounds it half to even in the default rounding
+// mode: the same result as nearbyintf, which x86-64 without SSE4.1 turns into a slow libm
+// call that saves and restores the floating-point environment.
 ACTCAM_HOST_DEVICE uint8_t blend_u8(uint8_t heat, uint8_t image, float w_heat, float w_image) {
-  const float r = nearbyintf(static_cast<float>(heat) * w_heat + static_cast<float>(image) * w_image);
-  return static_cast<uint8_t>(r < 0.f ? 0.f : (r > 255.f ? 255.f : r));
+  const float magic = 12582912.f;  // 1.5 * 2^23
+  // Compilers keep (x + magic) - magic as written: reassociating it needs -ffast-math.
+#if defined(__CUDA_ARCH__)
+  // Explicitly rounded products: nvcc would otherwise fuse them into an FMA and round
+  // differently from the CPU kernel and cv2 at ties.
+  const float blend = __fadd_rn(__fmul_rn(static_cast<float>(heat), w_heat), __fmul_rn(static_cast<float>(image), w_image));
+#else
+  const float blend = static_cast<float>(heat) * w_heat + static_cast<float>(image) * w_image;
+#endif
+  const float shifted = blend + magic;
+  return static_cast<uint8_t>(shifted - magic);
 }
 
 }  // namespace actcam

@@ -58,10 +58,49 @@ void channel_sum(const scalar_t* A, int64_t sk, int64_t sh, int64_t sw, int64_t 
   }
 }
 
+// Running min, max and "saw a NaN or inf" of a map, kept in kLanes independent lanes so the
+// compiler can vectorise the loop without reassociating anything.
+struct MapRange {
+  static constexpr int kLanes = 8;
+  float lo[kLanes], hi[kLanes], zero[kLanes];  // zero[j] accumulates v - v: 0, or NaN after a NaN/inf
+
+  MapRange() {
+    for (int j = 0; j < kLanes; ++j) {
+      lo[j] = std::numeric_limits<float>::infinity();
+      hi[j] = -std::numeric_limits<float>::infinity();
+      zero[j] = 0.f;
+    }
+  }
+  void update(const float* v, int64_t n) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const float x = v[i + j];
+        lo[j] = x < lo[j] ? x : lo[j];
+        hi[j] = x > hi[j] ? x : hi[j];
+        zero[j] += x - x;
+      }
+    }
+    for (; i < n; ++i) {
+      lo[0] = v[i] < lo[0] ? v[i] : lo[0];
+      hi[0] = v[i] > hi[0] ? v[i] : hi[0];
+      zero[0] += v[i] - v[i];
+    }
+  }
+  float min() const { return *std::min_element(lo, lo + kLanes); }
+  float max() const { return *std::max_element(hi, hi + kLanes); }
+  bool non_finite() const {
+    float z = 0.f;
+    for (int j = 0; j < kLanes; ++j) z += zero[j];
+    return z != 0.f;
+  }
+};
+
 // Per-map min-max to [0, 1] in place. A NaN or inf anywhere makes the whole map NaN (no
 // meaningful scale exists); a constant map gives zeros rather than 0/0.
-void minmax_normalize_inplace(float* out, int64_t n, float lo, float hi, bool non_finite) {
-  if (non_finite) {
+void minmax_normalize_inplace(float* out, int64_t n, const MapRange& range) {
+  const float lo = range.min(), hi = range.max();
+  if (range.non_finite()) {
     std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
     return;
   }
@@ -105,22 +144,16 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
         }
       }
       float* o_map = out + m * H * W;
-      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-      bool non_finite = false;
+      MapRange range;
       for (int64_t Y = 0; Y < H; ++Y) {
         const BilinearTap& t = ytaps[Y];
         const float* r0 = rows.data() + t.i0 * W;
         const float* r1 = rows.data() + t.i1 * W;
         float* o = o_map + Y * W;
-        for (int64_t X = 0; X < W; ++X) {
-          const float v = t.l0 * r0[X] + t.l1 * r1[X];
-          o[X] = v;
-          lo = v < lo ? v : lo;
-          hi = v > hi ? v : hi;
-          non_finite |= (v - v) != 0.f;  // v - v is 0 for finite v, NaN for NaN and inf
-        }
+        for (int64_t X = 0; X < W; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
+        if (normalize) range.update(o, W);  // the row is still in L1
       }
-      if (normalize) minmax_normalize_inplace(o_map, H * W, lo, hi, non_finite);
+      if (normalize) minmax_normalize_inplace(o_map, H * W, range);
     }
   });
 }
@@ -139,6 +172,27 @@ at::Tensor cam_cpu(const at::Tensor& activations, const at::Tensor& weights, at:
   return out;
 }
 
+// dst[y * w + x] = float(src[y * sh + x * sw]); a straight copy when the plane is contiguous.
+template <typename scalar_t>
+void gather_plane(const scalar_t* src, int64_t sh, int64_t sw, int64_t h, int64_t w, float* dst) {
+  if (sw == 1 && sh == w) {
+    for (int64_t p = 0; p < h * w; ++p) dst[p] = static_cast<float>(src[p]);
+    return;
+  }
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) dst[y * w + x] = static_cast<float>(src[y * sh + x * sw]);
+}
+
+// Sum in eight independent lanes: vectorisable without -ffast-math, and no less exact.
+float lane_sum(const float* v, int64_t n) {
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += v[i + j];
+  for (; i < n; ++i) acc[0] += v[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 template <typename scalar_t>
 void gradcampp_cpu_impl(const at::Tensor& A, const at::Tensor& G, float* out) {
   const int64_t K = A.size(1), h = A.size(2), w = A.size(3);
@@ -147,27 +201,26 @@ void gradcampp_cpu_impl(const at::Tensor& A, const at::Tensor& G, float* out) {
   const int64_t ab = A.stride(0), ak = A.stride(1), ah = A.stride(2), aw = A.stride(3);
   const int64_t gb = G.stride(0), gk = G.stride(1), gh = G.stride(2), gw = G.stride(3);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, h * w));
+  const int64_t hw = h * w;
   at::parallel_for(0, A.size(0) * K, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> a_buf(hw), g_buf(hw);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / K, k = row % K;
-      const scalar_t* a = a_ptr + b * ab + k * ak;
-      const scalar_t* g = g_ptr + b * gb + k * gk;
-      float sum_a = 0.f;
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) sum_a += static_cast<float>(a[y * ah + x * aw]);
+      // Gather the (image, channel) planes into float buffers once; then every loop below
+      // is over contiguous floats, which the compiler vectorises.
+      gather_plane(a_ptr + b * ab + k * ak, ah, aw, h, w, a_buf.data());
+      gather_plane(g_ptr + b * gb + k * gk, gh, gw, h, w, g_buf.data());
+      const float sum_a = lane_sum(a_buf.data(), hw);
       // Eq. 19: alpha = g^2 / (2 g^2 + (sum_ab A_ab) g^3), 0 where the denominator is 0;
       // w = sum_ij alpha_ij relu(g_ij).
-      float acc = 0.f;
-      for (int64_t y = 0; y < h; ++y) {
-        for (int64_t x = 0; x < w; ++x) {
-          const float gv = static_cast<float>(g[y * gh + x * gw]);
-          const float g2 = gv * gv;
-          const float denom = 2.f * g2 + sum_a * g2 * gv;
-          const float alpha = denom != 0.f ? g2 / denom : 0.f;
-          acc += alpha * (gv < 0.f ? 0.f : gv);
-        }
+      for (int64_t p = 0; p < hw; ++p) {
+        const float gv = g_buf[p];
+        const float g2 = gv * gv;
+        const float denom = 2.f * g2 + sum_a * g2 * gv;
+        const float alpha = denom != 0.f ? g2 / denom : 0.f;
+        g_buf[p] = alpha * (gv < 0.f ? 0.f : gv);
       }
-      out[row] = acc;
+      out[row] = lane_sum(g_buf.data(), hw);
     }
   });
 }
