@@ -1,6 +1,13 @@
-"""The `actcam` command line."""
+"""The `actcam` command line.
+
+Each subcommand lives in its own module that exposes ``register(subparsers)``: it adds its
+parser and sets ``func`` (called with the parsed args, returns the exit code). Errors a user
+can fix (a missing file, an unknown model) are raised as ``UserError`` and printed as one
+line on stderr with exit code 2, never as a traceback.
+"""
 
 import argparse
+import importlib
 import sys
 
 import torch
@@ -9,6 +16,14 @@ from . import __version__
 from ._native import native_available
 
 OPS = ("cam", "gradcampp_weights", "overlay")
+
+# Modules that register subcommands; a module that is not there yet is skipped.
+SUBCOMMAND_MODULES = ("actcam_ext.commands.explain", "actcam_ext.commands.video", "actcam_ext.commands.batch",
+                      "actcam_ext.commands.evaluate")
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line on stderr, exit code 2."""
 
 
 def _info(args) -> int:
@@ -23,13 +38,33 @@ def _info(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actcam", description="Class-activation heatmaps for PyTorch CNNs.")
     parser.add_argument("--version", action="version", version=f"actcam_ext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="show the ops and which backend (native or fallback) serves each device")
-    args = parser.parse_args(argv)
-    return {"info": _info}[args.command](args)
+    info = sub.add_parser("info", help="show the ops and which backend (native or fallback) serves each device")
+    info.set_defaults(func=_info)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but one of its imports is missing: a real error
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"actcam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"actcam {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
