@@ -72,6 +72,11 @@ def extensions():
     # it silently runs on one thread. libgomp resolves to the copy torch already loaded.
     cxx = ["-O3", "-fopenmp", "-DACTCAM_PYTHON_MODULE"]
     ldflags = ["-fopenmp"]
+    if sys.platform.startswith("linux"):
+        # Link the shared libstdc++ that torch itself uses. Some toolchains (the GPU image's
+        # g++ wrapper) link libstdc++ statically into shared objects; that second, private
+        # copy crashed (SIGSEGV) whenever an error message formatted a number.
+        ldflags.append("-l:libstdc++.so.6")
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = ACTCAM_DEFAULT_ARCHS

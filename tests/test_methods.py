@@ -671,3 +671,46 @@ def test_bad_inputs_give_clear_errors(resnet18, photos_small):
     unused.spare = nn.Conv2d(8, 8, 1)  # never called in forward
     with pytest.raises(ValueError, match="'spare' was not called"):
         ac.GradCAM(unused, "spare")((torch.randn(1, 3, 8, 8), torch.randn(1, 4)))
+
+
+# ------------------------------------------------------------------------------------------
+# CUDA: the same maps on the GPU (run by bench/gpu_check.sh on a GPU machine)
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("name", ["CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet",
+                                  "GuidedBackprop", "GuidedGradCAM"])
+def test_cuda_maps_match_cpu(resnet18, photos_small, name):
+    import copy
+    cls = getattr(ac, name)
+    layer_args = ("layer4",) if name in ("GradCAM", "GradCAMPlusPlus", "GuidedGradCAM") else ()
+    targets = [281, 504, 3][: photos_small.shape[0]]
+    # Raw input gradients are compared in float64: in float32 the CPU and cuDNN forwards differ
+    # by rounding, which flips a few ReLU masks and max-pool choices near ties and so moves
+    # gradient between pixels (seen on an H200: 0.1% of pixels off by up to 1% of the maximum).
+    # The activation maps go through ops.cam, which takes float32/16/bf16 only.
+    dtype = torch.float64 if name in ("Saliency", "Deconvnet", "GuidedBackprop") else torch.float32
+    model_cpu = copy.deepcopy(resnet18).to(dtype)
+    x = photos_small.to(dtype)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions would differ from the CPU by ~1e-3
+    try:
+        want = cls(model_cpu, *layer_args)(x, targets=targets)
+        model = copy.deepcopy(model_cpu).cuda()
+        got = cls(model, *layer_args)(x.cuda(), targets=targets)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    assert got.device.type == "cuda" and got.dtype == torch.float32 and got.shape == want.shape
+    assert not any(p.grad is not None for p in model.parameters())
+    if name == "GuidedGradCAM":
+        # float32 guided gradients (see above): the same pattern, up to the few flipped pixels
+        scale = want.abs().amax().item()
+        close = (got.cpu() - want).abs() <= 1e-3 * scale
+        assert close.float().mean() > 0.995
+        cos = F.cosine_similarity(got.cpu().flatten(1), want.flatten(1), dim=1)
+        assert (cos > 0.999).all(), cos
+    elif dtype == torch.float64:
+        scale = want.abs().amax().item()
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-6 * scale)
+    else:  # maps in [0, 1]
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-3, atol=1e-4)
