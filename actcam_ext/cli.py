@@ -22,8 +22,9 @@ SUBCOMMAND_MODULES = ("actcam_ext.commands.explain", "actcam_ext.commands.video"
                       "actcam_ext.commands.evaluate")
 
 
-class UserError(Exception):
-    """A problem with the user's input: reported as one line on stderr, exit code 2."""
+class UserError(ValueError):
+    """A problem with the user's input: one line on stderr and exit code 2 from the command
+    line; a ValueError for Python callers (ac.explain raises it too)."""
 
 
 def _info(args) -> int:
@@ -68,4 +69,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m actcam_ext.cli` this file runs as __main__, a second copy of the module:
+    # run the package's copy, whose UserError is the class the subcommands raise.
+    from actcam_ext.cli import main as _package_main
+    sys.exit(_package_main())
