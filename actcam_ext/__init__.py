@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 from .localize import boxes_from_maps
 from .explain import explain
+from . import metrics
 
-__all__ = ["native_available", "ops", "reference", "__version__",
+__all__ = ["native_available", "ops", "reference", "__version__", "metrics",
            "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
            "explain", "boxes_from_maps"]
