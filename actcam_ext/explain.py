@@ -277,7 +277,9 @@ class _Explainer:
             raise _user_error(_clean(exc)) from None
 
     def run(self, items, *, top_k, targets, dest: Path | None, prefix: str, bar=None,
-            return_maps=False) -> list:
+            return_maps=False, stems=None, sheets=True) -> list:
+        """stems: file-name stems per item (default ``{prefix}{i:03d}_{name}``), relative to
+        dest; sheets: write the contact sheet (``actcam batch`` writes overlays only)."""
         entries = []
         for i, (rgb, path) in enumerate(items):
             h, w = rgb.shape[:2]
@@ -304,7 +306,7 @@ class _Explainer:
             if dest is not None:
                 img = torch.from_numpy(rgb).to(maps.device)
                 overlays = ops.overlay(maps, img.expand(len(ids), h, w, 3), self.image_weight).cpu().numpy()
-            stem = f"{prefix}{i:03d}_{_stem(path)}"
+            stem = stems[i] if stems is not None else f"{prefix}{i:03d}_{_stem(path)}"
             for r, (cid, p, box) in enumerate(zip(ids.tolist(), probs.tolist(), boxes)):
                 pred = {"class_id": cid, "label": labels[cid] if labels else f"class {cid}",
                         "score": round(float(p), 6), "box": [int(v) for v in box],
@@ -320,7 +322,7 @@ class _Explainer:
                     pred["map"] = maps[r].cpu().numpy()
                 preds.append(pred)
             entry = {"path": path, "width": w, "height": h, "predictions": preds}
-            if dest is not None:
+            if dest is not None and sheets:
                 entry["sheet"] = f"{stem}_sheet.jpg"
                 caps = [f"{p['label'].split(',')[0]} {p['score']:.2f}" for p in preds]
                 _write(dest / entry["sheet"], _sheet(rgb, [overlays[r] for r in range(len(preds))], caps))
