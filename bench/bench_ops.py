@@ -6,6 +6,8 @@
 Groups (ratios are taken within a group against its "baseline"):
 - cam-B32 / cam-B1: Grad-CAM post-processing from (activations, grads): mean of grads,
   weighted sum, ReLU, bilinear 7x7 -> 224x224, min-max; the torch chain vs grads.mean + ops.cam.
+- cam-op-B32: the same after the weights exist (both sides skip the mean): what ops.cam
+  replaces on its own.
 - cam-bandwidth: ops.cam alone (weights given) against a plain copy of the same number of
   bytes (activations read + maps written), for the achieved fraction of memory bandwidth.
 - gradcampp: Eq. 19 weights at B=32, K=512, 14x14, torch expression vs ops.gradcampp_weights.
@@ -35,6 +37,15 @@ def fused(A, grads, size):
     return ac.ops.cam(A, grads.mean(dim=(2, 3)), size)
 
 
+def torch_chain_from_weights(A, weights, size):
+    """The chain after the weights exist: what ops.cam replaces on its own."""
+    maps = torch.einsum("bk,bkhw->bhw", weights, A)[:, None]
+    maps = F.interpolate(torch.relu(maps), size=size, mode="bilinear", align_corners=False)
+    lo = maps.amin(dim=(2, 3), keepdim=True)
+    hi = maps.amax(dim=(2, 3), keepdim=True)
+    return ((maps - lo) / (hi - lo))[:, 0]
+
+
 def _inputs(B, K=2048, h=7, w=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, K, h, w, generator=g).relu(), torch.randn(B, K, h, w, generator=g)
@@ -48,6 +59,16 @@ def test_cam(bench, benchmark, B, impl):
     fn, role = (torch_chain, "baseline") if impl == "torch-chain" else (fused, "ours")
     out = bench(role, fn, A, grads, (224, 224), rounds=30 if B == 32 else 200)
     torch.testing.assert_close(out, torch_chain(A, grads, (224, 224)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["torch-chain", "actcam"])
+def test_cam_op(bench, benchmark, impl):
+    benchmark.group = "cam-op-B32"
+    A, grads = _inputs(32)
+    weights = grads.mean(dim=(2, 3))
+    fn, role = (torch_chain_from_weights, "baseline") if impl == "torch-chain" else (ac.ops.cam, "ours")
+    out = bench(role, fn, A, weights, (224, 224), rounds=30)
+    torch.testing.assert_close(out, torch_chain_from_weights(A, weights, (224, 224)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["copy", "actcam"])

@@ -114,21 +114,31 @@ struct MapRange {
   }
 };
 
-// Per-map min-max to [0, 1] in place. A NaN or inf anywhere makes the whole map NaN (no
-// meaningful scale exists); a constant map gives zeros rather than 0/0.
-void minmax_normalize_inplace(float* out, int64_t n, const MapRange& range) {
-  const float lo = range.min(), hi = range.max();
-  if (range.non_finite()) {
-    std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
-    return;
+// The output rows whose values bound the whole resized map. Output row Y blends source rows
+// i0 and i1 with weight l1 that grows with Y while (i0, i1) stays the same, so along every
+// column the values between the first and the last row of such a run lie between the values
+// of those two rows. The map's min and max are therefore reached on the first and last row
+// of each run: about 2h rows to scan instead of H (for upsampling, H >> h).
+std::vector<int64_t> extreme_rows(const std::vector<BilinearTap>& ytaps) {
+  std::vector<int64_t> rows;
+  const int64_t H = static_cast<int64_t>(ytaps.size());
+  for (int64_t Y = 0; Y < H; ++Y) {
+    const bool first = Y == 0 || ytaps[Y].i0 != ytaps[Y - 1].i0 || ytaps[Y].i1 != ytaps[Y - 1].i1;
+    const bool last = Y == H - 1 || ytaps[Y].i0 != ytaps[Y + 1].i0 || ytaps[Y].i1 != ytaps[Y + 1].i1;
+    if (first || last) rows.push_back(Y);
   }
-  if (is_constant_map(lo, hi)) {
-    std::fill(out, out + n, 0.f);
-    return;
+  return rows;
+}
+
+// out[i] = clamp((a * r0[i] + b * r1[i] - lo) * inv_spread, 0, 1): one output row, resized and
+// normalised in one pass. The clamp absorbs the rounding by which a row between two extreme
+// rows can land a few ulp outside their range.
+void blend_rows_normalized(float a, const float* __restrict r0, float b, const float* __restrict r1, float lo,
+                           float inv_spread, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = (a * r0[i] + b * r1[i] - lo) * inv_spread;
+    out[i] = v < 0.f ? 0.f : (v > 1.f ? 1.f : v);
   }
-  // One reciprocal and a multiply per pixel instead of a division (within 1 ulp of it).
-  const float inv_spread = 1.f / (hi - lo);
-  for (int64_t i = 0; i < n; ++i) out[i] = (out[i] - lo) * inv_spread;
 }
 
 template <typename scalar_t>
@@ -145,8 +155,10 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
   for (int64_t Y = 0; Y < H; ++Y) ytaps[Y] = bilinear_tap(scale_y, Y, h);
   for (int64_t X = 0; X < W; ++X) xtaps[X] = bilinear_tap(scale_x, X, w);
 
+  const std::vector<int64_t> extremes = extreme_rows(ytaps);
+
   at::parallel_for(0, s.B * s.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> low(h * w), rows(h * W);
+    std::vector<float> low(h * w), rows(h * W), scratch(W);
     for (int64_t m = begin; m < end; ++m) {
       const int64_t b = m / s.C;
       channel_sum(a_ptr + b * sb, sk, sh, sw, s.K, h, w, w_ptr + m * s.K, low.data());
@@ -163,19 +175,34 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
         }
       }
       float* o_map = out + m * H * W;
-      MapRange range;
-      for (int64_t Y = 0; Y < H; ++Y) {
-        const BilinearTap& t = ytaps[Y];
-        const float* r0 = rows.data() + t.i0 * W;
-        const float* r1 = rows.data() + t.i1 * W;
-        float* o = o_map + Y * W;
-        if (normalize) {
-          range.blend_rows(t.l0, r0, t.l1, r1, o, W);
-        } else {
+      if (!normalize) {
+        for (int64_t Y = 0; Y < H; ++Y) {
+          const BilinearTap& t = ytaps[Y];
+          const float* r0 = rows.data() + t.i0 * W;
+          const float* r1 = rows.data() + t.i1 * W;
+          float* o = o_map + Y * W;
           for (int64_t X = 0; X < W; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
         }
+        continue;
       }
-      if (normalize) minmax_normalize_inplace(o_map, H * W, range);
+      // The map's range, from the extreme output rows only (see extreme_rows), then a single
+      // pass that writes every pixel already normalised.
+      MapRange range;
+      for (const int64_t Y : extremes) {
+        const BilinearTap& t = ytaps[Y];
+        range.blend_rows(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, scratch.data(), W);
+      }
+      const float lo = range.min(), hi = range.max();
+      if (range.non_finite() || is_constant_map(lo, hi)) {
+        std::fill(o_map, o_map + H * W, range.non_finite() ? std::numeric_limits<float>::quiet_NaN() : 0.f);
+        continue;
+      }
+      const float inv_spread = 1.f / (hi - lo);
+      for (int64_t Y = 0; Y < H; ++Y) {
+        const BilinearTap& t = ytaps[Y];
+        blend_rows_normalized(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, lo, inv_spread,
+                              o_map + Y * W, W);
+      }
     }
   });
 }
