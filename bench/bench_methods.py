@@ -10,6 +10,9 @@ Groups (report.py takes ratios against each group's "baseline" row, median times
   layer's 7x7 resolution, not normalised to the input size: it skips the upsampling work.
 - top5-r50-b8: five separate GradCAM calls (baseline) vs one call with top_k=5.
 
+``python bench/bench_methods.py --interleaved`` times the gradcam cases round-robin instead (a
+sequential run lets a shared machine's drift favour whichever case runs when it is quiet).
+
 Peak memory (``test_peak_memory``, printed with -s; also ``python bench/bench_methods.py``):
 each case runs in a fresh subprocess with ``MALLOC_MMAP_THRESHOLD_`` fixed, so glibc returns
 every large tensor to the OS when it is freed. The case runs once to warm up, the kernel's
@@ -157,9 +160,35 @@ def test_peak_memory():
     assert ours["ratio_vs_plain_forward"] <= 1.3  # issue 3's budget
 
 
+def interleaved(rounds: int = 6) -> None:
+    """Median times with the cases interleaved round by round, so that drift of a shared
+    machine (which a sequential pytest-benchmark run turns into bias) hits every case alike."""
+    import time
+    import warnings
+    warnings.simplefilter("ignore", RuntimeWarning)
+    model, x = _model_and_input()
+    cases = _cases(model, x)
+    names = ["plain_forward", "actcam_gradcam", "pytorch_grad_cam", "torchcam_7x7"]
+    for name in names:
+        cases[name]()  # warm-up
+    times = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            t0 = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - t0)
+    base = sorted(times["plain_forward"])[rounds // 2]
+    print(f"ResNet-50, batch {B}, {H}x{W}, layer4; median of {rounds} interleaved rounds")
+    for name in names:
+        med = sorted(times[name])[rounds // 2]
+        print(f"  {name:<18} {med * 1e3:8.1f} ms  {med / base:5.2f}x the plain forward")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--memory-case":
         print(json.dumps(_measure_in_this_process(sys.argv[2])))
+    elif len(sys.argv) == 2 and sys.argv[1] == "--interleaved":
+        interleaved()
     else:
         for r in memory_table():
             print(f"{r['case']:<20} {r['extra_peak_mib']:8.1f} MiB  {r['ratio_vs_plain_forward']:.2f}x")

@@ -57,7 +57,7 @@ def test_cam(bench, benchmark, B, impl):
     benchmark.group = f"cam-B{B}"
     A, grads = _inputs(B)
     fn, role = (torch_chain, "baseline") if impl == "torch-chain" else (fused, "ours")
-    out = bench(role, fn, A, grads, (224, 224), rounds=30 if B == 32 else 200)
+    out = bench(role, fn, A, grads, (224, 224), rounds=100 if B == 32 else 1000, warmup_rounds=2 if B == 32 else 50)
     torch.testing.assert_close(out, torch_chain(A, grads, (224, 224)), rtol=1e-5, atol=1e-5)
 
 
