@@ -74,8 +74,10 @@ step "benchmarks"
 BENCH_ARGS=()
 [[ $DRY_RUN == 1 ]] && BENCH_ARGS=(--dry-run)
 $PY bench/gpu_bench.py --out "$OUT/gpu_ops.json" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu_bench.log" || status=1
-if [[ $OPS_ONLY == 0 && -f bench/gpu_bench_methods.py ]]; then
+if [[ $OPS_ONLY == 0 ]]; then
   $PY bench/gpu_bench_methods.py --out "$OUT/gpu_methods.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
+    || status=1
+  $PY bench/gpu_bench_video.py --out "$OUT/gpu_video.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
     || status=1
 fi
 

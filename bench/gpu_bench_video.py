@@ -1,0 +1,50 @@
+"""GPU rows of the video benchmark (run by bench/gpu_check.sh): 720p frames/s at batch 1, 8, 32.
+
+    python bench/gpu_bench_video.py --out results.json [--dry-run]
+
+A 1280x720 pan-and-zoom clip made from a bundled photo, explained by ``explain_video``
+(EfficientNet-Lite0, Grad-CAM) on the GPU at each batch size; the rate counts the whole
+stream (decode thread, model, fused overlay, encode thread) after one untimed warm-up run.
+--dry-run: CPU, a 160x90 clip, batch 1 and 8 (checks the script, not speed).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from actcam_ext.video import explain_video, make_demo_clip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        device, size, frames, batches = "cpu", (160, 90), 16, [1, 8]
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("gpu_bench_video: no CUDA GPU visible (use --dry-run to check the script on a CPU)")
+        device, size, frames, batches = "cuda", (1280, 720), 96, [1, 8, 32]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_demo_clip(Path(tmp) / "clip.mp4", frames=frames, size=size)
+        explain_video(clip, Path(tmp) / "warm.mp4", batch=batches[0], device=device)  # model load, kernels
+        for batch in batches:
+            summary = explain_video(clip, Path(tmp) / f"out{batch}.mp4", batch=batch, device=device)
+            row = dict(batch=batch, frames=summary.frames, seconds=summary.seconds,
+                       frames_per_second=summary.frames_per_second, width=size[0], height=size[1])
+            results.append(row)
+            print(f"video {size[0]}x{size[1]} batch {batch:>2}: {row['frames_per_second']:7.1f} frames/s", flush=True)
+    info = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)", torch=torch.__version__,
+                model="efficientnet-lite0", method="gradcam")
+    Path(args.out).write_text(json.dumps(dict(info=info, results=results), indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
