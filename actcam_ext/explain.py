@@ -252,13 +252,53 @@ class _Explainer:
         except ValueError as exc:
             raise _user_error(_clean(exc)) from None
 
+    _num_classes: int | None = None
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             out = self.model(x)
+        return self._check_logits(out, x)
+
+    def _check_logits(self, out, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise _user_error(f"the model must return class logits [batch, classes], it returned {got}")
-        return out.float()
+        self._num_classes = out.shape[1]
+        return out.detach().float()
+
+    def _predict(self, x, targets, top_k, size):
+        """Class ids [C] and their probabilities sorted by score, maps [C,H,W] (and the guided
+        pictures for guided-gradcam) for one image. The activation methods return the logits
+        of the forward pass they explain, so scores and maps cost one forward."""
+        if self.method == "guided-gradcam":
+            logits = self._logits(x)
+            ids = self._class_ids(logits, targets, top_k)
+        else:
+            chosen = torch.tensor([targets], dtype=torch.long) if targets is not None else None
+            try:
+                maps, idx, output = self.impl._explain(x, chosen, None if targets is not None else top_k, size)
+            except ValueError as exc:
+                raise _user_error(_clean(exc)) from None
+            logits = self._check_logits(output, x)
+            ids, maps = idx[0], maps[0]
+        probs = logits[0].float().softmax(0)[ids.to(logits.device)]
+        order = probs.argsort(descending=True, stable=True)  # predictions sorted by score
+        ids, probs = ids[order.to(ids.device)], probs[order]
+        if self.method == "guided-gradcam":
+            maps, guided = self._maps(x, ids.to(x.device), size)
+            return ids, probs, maps, guided
+        return ids, probs, maps[order.to(maps.device)], None
+
+    def _class_ids(self, logits: torch.Tensor, targets, top_k) -> torch.Tensor:
+        n = logits.shape[1]
+        if targets is not None:
+            bad = [t for t in targets if not 0 <= t < n]
+            if bad:
+                raise _user_error(f"class id {bad[0]} is out of range: the model has {n} classes (0..{n - 1})")
+            return torch.tensor(targets, dtype=torch.long, device=logits.device)
+        if top_k > n:
+            raise _user_error(f"top-k {top_k} exceeds the model's {n} classes")
+        return logits[0].topk(top_k).indices
 
     def _maps(self, x, ids: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Maps [C,H,W] in [0,1] for the C class ids, plus guided pictures [C,3,H,W] or None."""
@@ -284,23 +324,9 @@ class _Explainer:
         for i, (rgb, path) in enumerate(items):
             h, w = rgb.shape[:2]
             x = self.pre([rgb], self.device)
-            logits = self._logits(x)
-            n = logits.shape[1]
-            if targets is not None:
-                bad = [t for t in targets if not 0 <= t < n]
-                if bad:
-                    raise _user_error(f"class id {bad[0]} is out of range: the model has {n} classes (0..{n - 1})")
-                ids = torch.tensor(targets, dtype=torch.long, device=logits.device)
-            else:
-                if top_k > n:
-                    raise _user_error(f"top-k {top_k} exceeds the model's {n} classes")
-                ids = logits[0].topk(top_k).indices
-            probs = logits[0].softmax(0)[ids]
-            order = probs.argsort(descending=True, stable=True)  # predictions sorted by score
-            ids, probs = ids[order], probs[order]
-            maps, guided = self._maps(x, ids.to(x.device), (h, w))
+            ids, probs, maps, guided = self._predict(x, targets, top_k, (h, w))
             boxes = boxes_from_maps(maps, self.threshold).cpu().tolist()
-            labels = IMAGENET_CLASSES if n == len(IMAGENET_CLASSES) else None
+            labels = IMAGENET_CLASSES if self._num_classes == len(IMAGENET_CLASSES) else None
             preds = []
             overlays = None
             if dest is not None:

@@ -110,8 +110,9 @@ def _class_indices(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
         if idx.dim() == 2 and idx.shape[1] == 0:
             raise ValueError("actcam: targets of shape [B,C] need C >= 1")
     if idx.numel() and (idx.min() < 0 or idx.max() >= N):
-        raise ValueError(f"actcam: target classes must lie in [0, {N - 1}] (the model has {N} outputs), "
-                         f"got values from {int(idx.min())} to {int(idx.max())}")
+        bad = int(idx.flatten()[((idx < 0) | (idx >= N)).flatten()][0])
+        raise ValueError(f"actcam: target classes must lie in [0, {N - 1}]: class id {bad} is out of range "
+                         f"(the model has {N} outputs)")
     return idx
 
 
@@ -280,6 +281,8 @@ class _LayerMethod(_Method):
         return self._explain(x, targets, top_k, size)[0]
 
     def _explain(self, x, targets, top_k, size):
+        """(maps, the class indices or the targets as given, the model's output): the output
+        lets callers that also report scores (ac.explain) skip a second forward pass."""
         inputs = _as_inputs(x)
         B, size = _batch_and_size(inputs, size)
         _check_top_k(top_k, targets)
@@ -296,7 +299,7 @@ class _LayerMethod(_Method):
             A = A.detach()
             weights = self._weights(A, grads)
             maps = ops.cam(A, weights, size)
-        return maps, (idx if idx is not None else targets)
+        return maps, (idx if idx is not None else targets), output
 
     def _weights(self, A: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -367,6 +370,10 @@ class CAM(_Method):
 
         targets: None (top-1 class), an int, B ints or a [B,C] array of class indices.
         """
+        return self._explain(x, targets, top_k, size)[0]
+
+    def _explain(self, x, targets, top_k, size):
+        """(maps, class indices, logits), as _LayerMethod._explain."""
         if callable(targets) and not isinstance(targets, torch.Tensor):
             raise ValueError("actcam: CAM weights come from the final linear layer's class rows, so it "
                              "cannot explain a callable target; use GradCAM (or GradCAMPlusPlus) instead")
@@ -392,7 +399,7 @@ class CAM(_Method):
         idx = _class_indices(targets, top_k, logits)
         W = self.fc_layer.weight.detach()
         weights = W[idx]  # [B,K] or [B,C,K]
-        return ops.cam(A, weights, size)
+        return ops.cam(A, weights, size), idx, logits
 
     def _check_structure(self, A: torch.Tensor, fc_x: torch.Tensor | None) -> None:
         where = (f"target layer {self.target_layer_name!r} ({'input' if self._use_input else 'output'}) "
@@ -563,7 +570,7 @@ class GuidedGradCAM(_Method):
         first = inputs[0]
         if first.dim() != 4:
             raise ValueError(f"actcam: GuidedGradCAM needs a first input [B,C,H,W], got {list(first.shape)}")
-        cam, resolved = self.gradcam._explain(x, targets, top_k, tuple(first.shape[-2:]))
+        cam, resolved, _ = self.gradcam._explain(x, targets, top_k, tuple(first.shape[-2:]))
         gb = self.guided._explain(x, resolved, None)
         if isinstance(gb, tuple):
             gb = gb[0]
