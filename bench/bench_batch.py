@@ -1,11 +1,12 @@
-"""`actcam batch` throughput: one process versus two ranks under torchrun (gloo, CPU).
+"""`actcam batch` throughput: batch 1 versus 8, one process versus two ranks under torchrun (gloo, CPU).
 
     python bench/bench_batch.py [--images 24]
 
 Builds a folder of real photos (scikit-image's chelsea, coffee, astronaut, rocket, cropped
-and rescaled into N distinct images), then times two whole processes on fresh output folders:
-`actcam batch DIR --out OUT` and `torchrun --standalone --nproc_per_node=2 --no-python actcam
-batch DIR --out OUT`, and prints images/s of each and their ratio. Process start-up (torch
+and rescaled into N distinct images of different sizes), then times whole processes on fresh
+output folders: `actcam batch DIR --out OUT` with `--batch 1` and `--batch 8`, and `torchrun
+--standalone --nproc_per_node=2 --no-python actcam batch DIR --out OUT --batch 8`, and prints
+images/s of each and the ratios. Process start-up (torch
 import, model load, and for torchrun the process-group set-up) is included, as a user sees it.
 """
 
@@ -43,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=24)
     args = parser.parse_args(argv)
     bindir = Path(sys.executable).parent
-    actcam, torchrun = str(bindir / "actcam"), str(bindir / "torchrun")
+    actcam = str(bindir / "actcam")
+    two_ranks = [str(bindir / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / "images"
@@ -51,17 +53,21 @@ def main(argv=None):
         make_folder(src, args.images)
         # Two ranks on two cores: one intra-op thread each, as torchrun sets by default.
         env = dict(os.environ)
-        one = timed([actcam, "batch", str(src), "--out", str(tmp / "out1"), "--quiet"], env)
-        two = timed([torchrun, "--standalone", "--nproc_per_node=2", "--no-python", actcam, "batch", str(src),
-                     "--out", str(tmp / "out2"), "--quiet"], env)
-        for out in ("out1", "out2"):
-            lines = (tmp / out / "results.jsonl").read_text().splitlines()
-            assert len(lines) == args.images, f"{out}: {len(lines)} records for {args.images} images"
+        runs = {}
+        for label, launcher, batch in (("1 process, --batch 1", [], 1), ("1 process, --batch 8", [], 8),
+                                       ("torchrun 2 ranks, --batch 8", two_ranks, 8)):
+            out = tmp / f"out{len(runs)}"
+            runs[label] = timed(launcher + [actcam, "batch", str(src), "--out", str(out), "--batch", str(batch),
+                                            "--quiet"], env)
+            lines = (out / "results.jsonl").read_text().splitlines()
+            assert len(lines) == args.images, f"{label}: {len(lines)} records for {args.images} images"
         shutil.rmtree(src)
     print(f"{args.images} images (whole processes, start-up included)")
-    print(f"  actcam batch, 1 process          {one:6.1f} s  {args.images / one:5.2f} images/s")
-    print(f"  torchrun, 2 ranks (gloo)         {two:6.1f} s  {args.images / two:5.2f} images/s")
-    print(f"  2 ranks / 1 process: {one / two:.2f}x images/s")
+    for label, sec in runs.items():
+        print(f"  {label:30s} {sec:6.1f} s  {args.images / sec:5.2f} images/s")
+    one, eight, two = runs.values()
+    print(f"  --batch 8 / --batch 1 (1 process): {one / eight:.2f}x images/s; "
+          f"2 ranks / 1 process (--batch 8): {eight / two:.2f}x images/s")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import skimage.data
 
@@ -50,10 +51,13 @@ def test_listing_is_recursive_sorted_and_skips_out(folder):
         "chelsea.jpg", "chelsea.png", "sub/broken.jpg", "sub/coffee.JPG", "sub/deeper/rocket.png"]
 
 
-def test_every_image_once_unreadable_reported_then_resume(folder, tmp_path):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_every_image_once_unreadable_reported_then_resume(folder, tmp_path, batch):
+    """batch 3: the unreadable file falls inside the first chunk, which still fills up with
+    the next readable image; images of four sizes share each forward."""
     out = tmp_path / "out"
     logs = []
-    s = explain_folder(folder, out, device="cpu", log=logs.append)
+    s = explain_folder(folder, out, device="cpu", log=logs.append, batch=batch)
     assert (s["explained"], s["errors"], s["total"]) == (4, 1, 4)
     recs = _lines(out / "results.jsonl")
     assert [r["path"] for r in recs] == ["chelsea.jpg", "chelsea.png", "sub/coffee.JPG", "sub/deeper/rocket.png"]
@@ -78,12 +82,29 @@ def test_every_image_once_unreadable_reported_then_resume(folder, tmp_path):
     (out / "results.jsonl").write_text("".join(lines[1:]))
     (out / "results.rank1.jsonl").write_text(lines[0] + '{"path": "cut sho')  # + a line cut by a crash
     _photo(folder / "sub" / "astronaut.tif", "astronaut")
-    s = explain_folder(folder, out, device="cpu", log=logs.append)
+    s = explain_folder(folder, out, device="cpu", log=logs.append, batch=batch)
     assert (s["explained"], s["errors"], s["done_before"], s["total"]) == (1, 1, 4, 5)
     paths = [r["path"] for r in _lines(out / "results.jsonl")]
     assert paths == sorted(set(paths)) and len(paths) == 5 and "sub/astronaut.tif" in paths
     assert overlay.stat().st_mtime_ns == stamp  # not redone
     assert len(_lines(out / "errors.jsonl")) == 1  # reported again in the log, listed once
+
+
+def test_batched_records_equal_one_at_a_time(folder, tmp_path):
+    explain_folder(folder, tmp_path / "one", device="cpu", log=lambda m: None)
+    explain_folder(folder, tmp_path / "four", device="cpu", log=lambda m: None, batch=4)
+    one, four = _lines(tmp_path / "one" / "results.jsonl"), _lines(tmp_path / "four" / "results.jsonl")
+    assert [r["path"] for r in one] == [r["path"] for r in four]
+    for a, b in zip(one, four):
+        pa, pb = a["predictions"][0], b["predictions"][0]
+        assert (pa["class_id"], pa["heatmap"], pa["overlay"]) == (pb["class_id"], pb["heatmap"], pb["overlay"])
+        assert abs(pa["score"] - pb["score"]) <= 1e-4 and max(abs(u - v) for u, v in zip(pa["box"], pb["box"])) <= 1
+        ha = cv2.imread(str(tmp_path / "one" / pa["heatmap"]), cv2.IMREAD_GRAYSCALE).astype(int)
+        hb = cv2.imread(str(tmp_path / "four" / pb["heatmap"]), cv2.IMREAD_GRAYSCALE).astype(int)
+        assert np.abs(ha - hb).max() <= 1  # floor(255 * map) may flip by one level
+    with pytest.raises(UserError, match="batch must be a positive integer"):
+        explain_folder(folder, tmp_path / "bad", device="cpu", batch=0)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_refuses_foreign_output_and_missing_dir(folder, tmp_path):
@@ -107,7 +128,8 @@ def test_torchrun_two_gloo_ranks_exactly_once(folder, tmp_path):
         _photo(folder / "more" / f"{name}{n}.png", name, (slice(0, 256), slice(0, 300)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python",
-                        str(BIN / "actcam"), "batch", str(folder), "--out", str(out), "--device", "cpu"],
+                        str(BIN / "actcam"), "batch", str(folder), "--out", str(out), "--device", "cpu",
+                        "--batch", "2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     recs = _lines(out / "results.jsonl")

@@ -111,6 +111,20 @@ def test_demo_console_script(tmp_path):
             assert np.abs(np.array(pa["box"]) - np.array(pb["box"])).max() <= 2
 
 
+def test_closed_stdout_pipe_exits_quietly(photos, tmp_path):
+    """`actcam explain ... | head`: the reader is gone before anything is printed; the command
+    still writes its files and exits like a tool killed by SIGPIPE, with no traceback."""
+    r, w = os.pipe()
+    os.close(r)  # closed before the child (seconds of imports) writes a byte
+    out = tmp_path / "o"
+    with os.fdopen(w, "wb") as wf:
+        proc = subprocess.run([sys.executable, "-m", "actcam_ext.cli", "explain", photos["coffee"], "--out",
+                               str(out), "--top-k", "1"], stdout=wf, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr
+    assert (out / "results.json").is_file()
+
+
 def test_explain_cli_topk_gradcampp(photos, tmp_path, capsys):
     out = tmp_path / "ex"
     rc, stdout, err = _run_cli(["explain", photos["chelsea"], photos["coffee"], "--method", "gradcam++",
@@ -269,6 +283,56 @@ def test_api_explain_arrays_without_files():
     # The model is left as found (hooks removed, eval mode, no parameter grads).
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_optimized_default_model_equals_the_packaged_one():
+    """load_model on the CPU folds BatchNorm and uses NHWC weights: same logits and maps (up
+    to float rounding) as the model exactly as efficientnet-lite-pytorch builds it, BN layer
+    names kept and hooking them gives the BN output."""
+    import skimage.data
+    from actcam_ext.models import load_model
+    fast, pre = load_model(None, "cpu")
+    plain, _ = load_model(None, "cpu", optimize=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 49
+    assert dict(fast.named_modules()).keys() == dict(plain.named_modules()).keys()
+    assert fast._conv_head.weight.is_contiguous(memory_format=torch.channels_last)
+    x = pre([skimage.data.coffee(), skimage.data.chelsea(), skimage.data.astronaut()], "cpu")
+    with torch.no_grad():
+        lf, lp = fast(x), plain(x)
+    assert (lf - lp).abs().max() <= 1e-4 * lp.abs().max()
+    assert torch.equal(lf.argmax(1), lp.argmax(1))
+    for layer in ("_head_act", "_bn1", "_blocks.12._bn1"):
+        mf = ac.GradCAM(fast, layer)(x, lp.argmax(1), size=(120, 160))
+        mp = ac.GradCAM(plain, layer)(x, lp.argmax(1), size=(120, 160))
+        assert (mf - mp).abs().max() <= 1e-4, layer
+    fast.fold_batchnorm()  # folding twice changes nothing
+    with torch.no_grad():
+        assert torch.equal(fast(x), lf)
+
+
+def test_batched_explain_equals_one_image_at_a_time(photos, tmp_path):
+    """batch=N: images of different sizes share a forward/backward, every map at its own
+    image's size; the records equal the one-at-a-time run's (scores to float rounding)."""
+    import skimage.data
+    paths = [photos["coffee"], photos["chelsea"], skimage.data.astronaut()]
+    one = ac.explain(paths, top_k=2, return_maps=True, device="cpu")
+    many = ac.explain(paths, top_k=2, return_maps=True, device="cpu", batch=3)
+    for a, b in zip(one["images"], many["images"]):
+        assert (a["path"], a["width"], a["height"]) == (b["path"], b["width"], b["height"])
+        for pa, pb in zip(a["predictions"], b["predictions"]):
+            assert pa["class_id"] == pb["class_id"] and abs(pa["score"] - pb["score"]) <= 1e-4
+            assert pa["map"].shape == (a["height"], a["width"]) == pb["map"].shape
+            assert np.abs(pa["map"] - pb["map"]).max() <= 1e-4
+            assert np.abs(np.subtract(pa["box"], pb["box"])).max() <= 1
+    for method in ("cam", "guided-gradcam"):
+        r1 = ac.explain(paths[:2], method=method, targets=[967, 281], return_maps=True, device="cpu")
+        r2 = ac.explain(paths[:2], method=method, targets=[967, 281], return_maps=True, device="cpu", batch=2)
+        for a, b in zip(r1["images"], r2["images"]):
+            for pa, pb in zip(a["predictions"], b["predictions"]):
+                assert pa["class_id"] == pb["class_id"] and np.abs(pa["map"] - pb["map"]).max() <= 1e-4
+    with pytest.raises(cli.UserError, match="batch must be a positive integer, got 0"):
+        ac.explain(paths, batch=0)
 
 
 # --------------------------------------------------------------------------------------------

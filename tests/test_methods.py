@@ -483,6 +483,26 @@ def test_multiclass_equals_separate_calls(resnet18, cls):
         assert (multi[:, c] - one).abs().max() <= tol
 
 
+@pytest.mark.parametrize("cls", [ac.CAM, ac.GradCAM, ac.GradCAMPlusPlus])
+def test_per_image_sizes_equal_one_size_calls(resnet18, cls):
+    """size=[(H1, W1), ...]: each image's maps at its own size, exactly the one-size call's
+    maps for that image (images sharing a size share one op call)."""
+    x = _photos(64, 72)
+    method = _make(cls, resnet18)
+    sizes = [(50, 90), (31, 17), (50, 90)]
+    for kwargs in ({"targets": [281, 17, 504]}, {"top_k": 2}):
+        maps = method(x, size=sizes, **kwargs)
+        assert isinstance(maps, list) and len(maps) == 3
+        for i, s in enumerate(sizes):
+            one = method(x, size=s, **kwargs)[i]
+            assert maps[i].shape == one.shape and maps[i].shape[-2:] == s
+            assert torch.equal(maps[i], one)
+    with pytest.raises(ValueError, match="size has 2 .H, W. entries for a batch of 3"):
+        method(x, size=[(8, 8), (9, 9)])
+    with pytest.raises(ValueError, match="size must be two positive integers"):
+        method(x, size=[(8, 8), (9, 0), (9, 9)])
+
+
 def test_target_forms(resnet18, photos_small):
     gc = ac.GradCAM(resnet18, "layer4")
     ref = gc(photos_small, torch.tensor([7, 7, 7]))

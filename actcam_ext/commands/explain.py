@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     ex.add_argument("--targets", default=None, metavar="ID,...", help="explain these class ids instead of the top-k")
     ex.add_argument("--out", default="actcam-explain", metavar="DIR", help="output directory (default ./actcam-explain)")
     ex.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible, else cpu)")
+    ex.add_argument("--batch", default="1", metavar="N", help="images per forward/backward (default 1)")
     ex.add_argument("--input-size", default=None, metavar="N|H,W", help="model input size (default: the model's)")
     ex.add_argument("--mean", default=None, metavar="R,G,B", help="normalisation mean on the 0..1 scale")
     ex.add_argument("--std", default=None, metavar="R,G,B", help="normalisation std on the 0..1 scale")
@@ -118,5 +119,6 @@ def _explain(args) -> int:
                      targets=_numbers(args.targets, "--targets", int), layer=args.layer, device=args.device,
                      out_dir=args.out, threshold=_number(args.threshold, "--threshold"),
                      input_size=(size * 2)[:2] if size else None, mean=_numbers(args.mean, "--mean", count=(3,)),
-                     std=_numbers(args.std, "--std", count=(3,)), progress=not args.quiet)
+                     std=_numbers(args.std, "--std", count=(3,)), progress=not args.quiet,
+                     batch=_number(args.batch, "--batch", int))
     return _report(args, result, args.out)
