@@ -184,7 +184,7 @@ def _explain_chunk(explainer, chunk: list, out: Path, res, top_k, targets, bar) 
 
 def explain_folder(root, out, method: str = "gradcam", model=None, layer=None, *, top_k: int = 1,
                    targets=None, device=None, threshold: float = 0.2, image_weight: float = 0.5,
-                   batch: int = 1, progress: bool = False, log=None) -> dict:
+                   batch: int = 8, progress: bool = False, log=None) -> dict:
     """Explain every image under ``root`` into ``out`` (module docstring); returns a summary
     ``{"rank", "world", "images", "done_before", "explained", "errors", "seconds", "total"}``
     for this rank (``total``: lines in results.jsonl after the merge, rank 0 only).

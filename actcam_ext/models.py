@@ -33,8 +33,8 @@ built-in EfficientNet-Lite0 has each eval-mode BatchNorm folded into the convolu
 it (the BatchNorm modules stay, under their names, as identities: hooking ``_bn1`` still
 gives the BN's output, while a folded convolution's own output now includes its BN) and its
 symmetric "same" padding done by the convolution instead of a ZeroPad2d. Measured with
-Grad-CAM at batch 8 on 2 cores: EfficientNet-Lite0 2.6x faster from the layout and about
-1.2x more from the folding, ResNet-50 1.3x from the layout; maps equal the unoptimised
+Grad-CAM at batch 8 on 2 cores (``bench/bench_methods.py -k optimized``): EfficientNet-Lite0
+1.5x-2.2x faster (most from its depthwise convolutions in NHWC), ResNet-50 1.1x-1.2x; maps equal the unoptimised
 model's within 5e-6. ``optimize=False`` returns the model exactly as its package builds it.
 On CUDA nothing is changed by default (not measured there yet).
 """

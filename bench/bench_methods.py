@@ -9,6 +9,9 @@ Groups (report.py takes ratios against each group's "baseline" row, median times
   pytorch-grad-cam GradCAM vs torchcam GradCAM. torchcam returns its maps at the
   layer's 7x7 resolution, not normalised to the input size: it skips the upsampling work.
 - top5-r50-b8: five separate GradCAM calls (baseline) vs one call with top_k=5.
+- optimize-effnet-b8 / optimize-r50-b8: our GradCAM on the model as its package builds it
+  (baseline) vs the model as ``models.load_model`` runs it on the CPU (``optimize``: NHWC
+  weights; for EfficientNet-Lite0 also BatchNorm folded), 8 photos of 224x224.
 
 ``python bench/bench_methods.py --interleaved`` times the gradcam cases round-robin instead (a
 sequential run lets a shared machine's drift favour whichever case runs when it is quiet).
@@ -104,6 +107,34 @@ def test_gradcam_r50_b8(bench, benchmark, setup, name, role):
 def test_top5_r50_b8(bench, benchmark, setup, name, role):
     benchmark.group = "top5-r50-b8"
     bench(role, _cases(*setup)[name], rounds=ROUNDS, warmup_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def optimize_setup():
+    import skimage.data
+    from actcam_ext.models import load_model
+    packaged, pre = load_model(None, "cpu", optimize=False)
+    optimized, _ = load_model(None, "cpu", optimize=True)
+    photos = [getattr(skimage.data, n)() for n in ("chelsea", "coffee", "astronaut", "rocket")] * 2
+    x = pre(photos, "cpu")
+    torch.manual_seed(0)
+    r50 = torchvision.models.resnet50().eval()
+    r50_nhwc = torchvision.models.resnet50().eval()
+    r50_nhwc.load_state_dict(r50.state_dict())
+    r50_nhwc = r50_nhwc.to(memory_format=torch.channels_last)
+    return {"effnet": (packaged, optimized, "_head_act", x), "r50": (r50, r50_nhwc, "layer4", x)}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("net", ["effnet", "r50"])
+@pytest.mark.parametrize("name, role", [("packaged", "baseline"), ("optimized", "ours")])
+def test_optimized_model(bench, benchmark, optimize_setup, net, name, role):
+    benchmark.group = f"optimize-{net}-b8"
+    packaged, optimized, layer, x = optimize_setup[net]
+    method = ac.GradCAM(packaged if name == "packaged" else optimized, layer)
+    bench(role, method, x, rounds=ROUNDS, warmup_rounds=1,
+          note="NHWC + BN folded" if name == "optimized" and net == "effnet" else
+          ("NHWC" if name == "optimized" else ""))
 
 
 # ------------------------------------------------------------------------------------------

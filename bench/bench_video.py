@@ -128,7 +128,7 @@ def main(argv):
         for role, (name, cmd) in _commands(clip, d).items():
             sec = _run(cmd)
             fps[role] = args.frames / sec
-            print(f"{name:24s} ({role:8s}) {sec:7.2f} s  {fps[role]:7.2f} frames/s", flush=True)
+            print(f"{name:30s} ({role:9s}) {sec:7.2f} s  {fps[role]:7.2f} frames/s", flush=True)
     print(f"actcam video / pytorch-grad-cam loop: {fps['ours'] / fps['peer']:.2f}x frames/s "
           f"({fps['ours'] / fps['peer_opt']:.2f}x with the peer on the optimised model too); "
           f"actcam video reaches {fps['ours'] / fps['baseline']:.1%} of plain decode+encode")

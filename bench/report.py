@@ -4,7 +4,9 @@
 
 Within each group, every row is compared with the group's "baseline" row (median times):
 "speed-up" = baseline median / row median. Rows with extra_info "bytes" also get GB/s and,
-when the baseline is a plain copy, the fraction of the copy's bandwidth.
+when the baseline is a plain copy, the fraction of the copy's bandwidth; rows with "frames"
+get frames/s. Below the table, each group with an "ours" row and "peer" rows gets one line:
+ours against each peer (peer median / our median, > 1 means we are faster).
 """
 
 import json
@@ -45,9 +47,21 @@ def render(groups, machine) -> str:
                 if base and "bytes" in base["extra_info"] and b is not base:
                     base_gbs = base["extra_info"]["bytes"] / base["stats"]["median"] / 1e9
                     note += f" = {gbs / base_gbs:.0%} of a plain copy"
+            if "frames" in b["extra_info"]:
+                note = (note + " " if note else "") + f"{b['extra_info']['frames'] / med:.2f} frames/s"
             unit, scale = ("ms", 1e3) if med >= 1e-3 else ("us", 1e6)
             lines.append(f"| {group} | {impl} ({b['extra_info'].get('role', '?')}) | {med * scale:.2f} {unit} | "
                          f"{ratio} | {note} |")
+    vs = []
+    for group, benches in groups.items():
+        ours = [b for b in benches if b["extra_info"].get("role") == "ours"]
+        peers = [b for b in benches if b["extra_info"].get("role", "").startswith("peer")]
+        if len(ours) == 1 and peers:
+            med = ours[0]["stats"]["median"]
+            vs.append(f"- {group}: ours is " + ", ".join(
+                f"{p['stats']['median'] / med:.2f}x {p['name'].split('[')[-1].rstrip(']')}" for p in peers))
+    if vs:
+        lines += ["", "Ours against the peers (peer median / our median):", *vs]
     return "\n".join(lines)
 
 

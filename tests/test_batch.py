@@ -91,7 +91,7 @@ def test_every_image_once_unreadable_reported_then_resume(folder, tmp_path, batc
 
 
 def test_batched_records_equal_one_at_a_time(folder, tmp_path):
-    explain_folder(folder, tmp_path / "one", device="cpu", log=lambda m: None)
+    explain_folder(folder, tmp_path / "one", device="cpu", log=lambda m: None, batch=1)
     explain_folder(folder, tmp_path / "four", device="cpu", log=lambda m: None, batch=4)
     one, four = _lines(tmp_path / "one" / "results.jsonl"), _lines(tmp_path / "four" / "results.jsonl")
     assert [r["path"] for r in one] == [r["path"] for r in four]

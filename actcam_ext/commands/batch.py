@@ -20,8 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="efficientnet-lite0",
                    help="efficientnet-lite0 (default) | torchvision:NAME | PATH (as in actcam explain)")
     p.add_argument("--layer", default=None, metavar="NAME", help="target layer (dotted module name)")
-    p.add_argument("--batch", default="1", metavar="N",
-                   help="images per forward/backward (default 1; 8 is faster on CPU and GPU, see docs/video.md)")
+    p.add_argument("--batch", default="8", metavar="N",
+                   help="images per forward/backward (default 8; any sizes mix, each map at its image's size)")
     p.add_argument("--top-k", default="1", metavar="K", help="explain the K best classes (default 1)")
     p.add_argument("--targets", default=None, metavar="ID,...", help="explain these class ids instead of the top-k")
     p.add_argument("--device", default=None,
