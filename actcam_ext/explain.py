@@ -1,10 +1,12 @@
 """``actcam_ext.explain``: heatmaps, overlays, localisation boxes and results.json for images.
 
-One image at a time: each image is explained at its own size (the method's ``cam`` op
-upsamples the feature-map heatmap straight to the image's height and width), so images of
-different sizes never share a batch. Per image: one forward without autograd for the class
-scores (softmax probabilities) and the ranking, then the method for the chosen classes in one
-call (top-k classes are batched inside the method).
+Each image is explained at its own size: the method's ``cam`` op upsamples the feature-map
+heatmap straight to the image's height and width. ``batch`` images (any sizes: each is
+resized to the model's input) share one forward and one backward; the methods' per-image
+``size=[(H, W), ...]`` then gives each map its own image's size. The activation methods
+return the logits of the forward they explain, so the class scores (softmax probabilities),
+the ranking and the maps of the chosen classes cost one pass (top-k classes are batched
+inside the method); guided-gradcam adds a forward for the ranking and its guided pass.
 
 Files (when ``out_dir`` is given), all relative to ``out_dir``:
 
