@@ -138,6 +138,7 @@ class _Reader(threading.Thread):
     def run(self):
         from .cli import UserError
         from .explain import read_image
+        from .video import put_unless_stopped
         for rel in [*self.paths, None]:
             if rel is None:
                 item = (None, None, None)
@@ -148,13 +149,7 @@ class _Reader(threading.Thread):
                     item = (rel, None, str(exc))
                 except Exception as exc:  # e.g. MemoryError on a huge file: still only this file
                     item = (rel, None, f"cannot read image {rel!r}: {type(exc).__name__}: {exc}")
-            while not self.stop.is_set():
-                try:
-                    self.q.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if self.stop.is_set():
+            if not put_unless_stopped(self.q, item, self.stop):
                 return
 
     def __iter__(self):

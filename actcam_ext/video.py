@@ -80,6 +80,19 @@ class VideoSummary:
         return s
 
 
+def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` on the bounded queue ``q``, waiting while it is full, unless ``stop`` is
+    set first (the consumer has gone away); True when the item was put. Shared by the
+    producer threads of video.py and batch.py."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _user_error(message: str) -> Exception:
     from .cli import UserError  # lazily, as in explain.py (no second copy of the cli module)
     return UserError(message)
@@ -101,13 +114,7 @@ class _Decoder(threading.Thread):
         self.error: str | None = None
 
     def _put(self, item) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self.q, item, self.stop)
 
     def run(self):
         try:
