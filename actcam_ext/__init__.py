@@ -5,8 +5,8 @@ pure-torch twins. The extension module is imported first (in ``_native``) so the
 are registered before anything uses them.
 """
 
-from ._native import native_available
-from . import ops, reference
+from .ops import native_available, reference
+from . import ops
 from .methods import (CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM,
                       Saliency)
 

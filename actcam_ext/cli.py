@@ -14,7 +14,7 @@ import sys
 import torch
 
 from . import __version__
-from ._native import native_available
+from .ops import native_available
 
 OPS = ("cam", "gradcampp_weights", "overlay")
 

@@ -1,13 +1,32 @@
+"""Shared fixtures and markers.
+
+- ``device``: every device-parametrised test runs on the CPU, and on CUDA where a GPU is
+  visible (the ``cuda`` marker decides that once, at collection).
+- ``@pytest.mark.cuda``: the test needs a CUDA GPU; skipped, with the reason shown, without one.
+- Every test starts from the RNG state it found and leaves it so (``_no_rng_leak``): a test
+  that seeds or draws cannot change what the next one sees.
+"""
+
+import random
+
+import numpy as np
 import pytest
 import torch
 
 import actcam_ext
 
-# CPU tests always run; CUDA variants run only where a GPU and the CUDA kernels exist.
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")),
-]
+HAS_CUDA = torch.cuda.is_available()
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=DEVICES)
@@ -15,3 +34,18 @@ def device(request):
     if request.param == "cuda" and not actcam_ext.native_available("cuda"):
         pytest.fail("a GPU is visible but the CUDA kernels were not built")
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _no_rng_leak():
+    """Save and restore the torch (CPU and CUDA), numpy and Python RNG states around each test."""
+    torch_state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if HAS_CUDA else None
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    yield
+    torch.random.set_rng_state(torch_state)
+    if cuda_states is not None:
+        torch.cuda.set_rng_state_all(cuda_states)
+    np.random.set_state(np_state)
+    random.setstate(py_state)

@@ -697,7 +697,7 @@ def test_bad_inputs_give_clear_errors(resnet18, photos_small):
 # CUDA: the same maps on the GPU (run by bench/gpu_check.sh on a GPU machine)
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ["CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet",
                                   "GuidedBackprop", "GuidedGradCAM"])
 def test_cuda_maps_match_cpu(resnet18, photos_small, name):

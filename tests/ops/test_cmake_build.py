@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "cpp" / "run_ctest.sh"
 LIBRARY = ROOT / "build" / "cmake" / "libactcam.so"
 

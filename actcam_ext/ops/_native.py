@@ -10,7 +10,7 @@ import warnings
 import torch
 
 try:
-    from . import _C  # noqa: F401  (import for its side effect: op registration)
+    from .. import _C  # noqa: F401  (import for its side effect: op registration)
     _IMPORT_ERROR = None
 except ImportError as exc:  # not built (e.g. a source checkout without `pip install -e .`)
     _IMPORT_ERROR = exc

@@ -11,7 +11,7 @@ import torch
 from . import _checks, reference
 from ._native import _IMPORT_ERROR, native_available, warn_fallback_once
 
-__all__ = ["cam", "gradcampp_weights", "overlay"]
+__all__ = ["cam", "gradcampp_weights", "overlay", "native_available", "reference"]
 
 
 def _use_native(op: str, device: torch.device) -> bool:

@@ -1,6 +1,6 @@
 """Pure-torch versions of the native ops: the fallback and the test oracle.
 
-Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (see DESIGN.md)
+Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (docs/design.md)
 and is written to be obviously right rather than fast. They are never registered as the op.
 """
 

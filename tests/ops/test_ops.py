@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import actcam_ext as ac
-from actcam_ext import _colormap, reference
+from actcam_ext.ops import _colormap, reference
 
 FLOATS = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -291,7 +291,7 @@ def test_bad_input_raises_clear_error(device, impl, op, make_args, pattern):
         fn(*make_args(device))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for a second device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("op", ["cam", "gradcampp_weights", "overlay"])
 def test_tensors_on_different_devices(op):
     args = {
@@ -340,7 +340,7 @@ def test_native_is_live_on_cpu():
 
 def test_fallback_runs_reference_and_warns_once():
     """A device without a kernel (meta here) runs the reference, with one RuntimeWarning per op and device."""
-    from actcam_ext import _native
+    from actcam_ext.ops import _native
     _native._warned.discard(("cam", "meta"))
     A = torch.empty(2, 8, 7, 7, device="meta")
     w = torch.empty(2, 8, device="meta")
