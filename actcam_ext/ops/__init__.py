@@ -9,7 +9,7 @@ and torch.export trace through the ops; they run the same argument checks as the
 import torch
 
 from . import _checks, reference
-from ._native import _IMPORT_ERROR, native_available, warn_fallback_once
+from ._native import IMPORT_ERROR, native_available, warn_fallback_once
 
 __all__ = ["cam", "gradcampp_weights", "overlay", "native_available", "reference"]
 
@@ -58,7 +58,7 @@ def overlay(maps: torch.Tensor, images: torch.Tensor, image_weight: float = 0.5)
     return reference.overlay(maps, images, image_weight)
 
 
-if _IMPORT_ERROR is None:
+if IMPORT_ERROR is None:
     @torch.library.register_fake("actcam::cam")
     def _cam_fake(activations, weights, size, relu=True, normalize=True):
         shape = _checks.cam(activations, weights, size)

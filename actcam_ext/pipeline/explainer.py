@@ -1,0 +1,152 @@
+"""``Explainer``: a method on a model with its preprocessing and device; images in, predictions out.
+
+Pure compute: it reads no file and writes none. The pipelines (``explain``, ``video``,
+``folder``) give it decoded images and turn its ``ImagePrediction``s into pictures and records.
+Scores and maps come from one forward (and one backward) per batch: the methods return the
+logits of the forward they explain, and a batch's top-k classes go through one vectorised
+backward.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import PREFIX, UserError, message
+from ..localize import boxes_from_maps
+from ..methods import METHODS, Method, make_method
+from ..models import DEFAULT_MODEL, Preprocess, labels_for, load_model, resolve_device
+from .options import ExplainOptions
+
+__all__ = ["Explainer", "ImagePrediction"]
+
+
+@dataclass(eq=False)
+class ImagePrediction:
+    """One image's explained classes, best score first.
+
+    class_ids, labels, scores (softmax probabilities) and boxes (``[x0, y0, x1, y1)`` in image
+    pixels) are lists with one entry per class; maps: float32 [C,H,W] in [0, 1] at the image's
+    size, on the explainer's device; guided: Guided Grad-CAM pictures [C,3,H,W] or None.
+    """
+
+    class_ids: list
+    labels: list
+    scores: list
+    boxes: list
+    maps: torch.Tensor
+    guided: torch.Tensor | None = None
+
+
+def _method_key(method: Method) -> str:
+    for key, cls in METHODS.items():
+        if type(method) is cls:
+            return key
+    return type(method).__name__
+
+
+class Explainer:
+    """A method object (bound to its model) + the model's preprocessing + a device.
+
+    method: a method object such as ``ac.GradCAM(model, "layer4")``; preprocess: how images
+    become the model's input (default: 224x224, ImageNet mean/std); device: where the images go
+    (default: the model's device). ``Explainer.load`` builds one from names.
+    """
+
+    def __init__(self, method: Method, preprocess: Preprocess | None = None, device=None, *,
+                 model_name: str | None = None):
+        if not isinstance(method, Method):
+            raise UserError(f"{PREFIX}method must be a method object such as actcam_ext.GradCAM(model), got "
+                            f"{type(method).__name__}")
+        self.method = method
+        self.model = method.model
+        self.preprocess = preprocess or Preprocess()
+        if device is not None:
+            self.device = resolve_device(device)
+        else:
+            self.device = next(iter(self.model.parameters()), torch.empty(0)).device
+        self.method_name = _method_key(method)
+        self.layer = getattr(method, "target_layer_name", None)
+        self.model_name = model_name or type(self.model).__name__
+        self._labels: tuple | None = None
+
+    @classmethod
+    def load(cls, method: str = "gradcam", model=None, *, layer=None, device=None, input_size=None, mean=None,
+             std=None, preprocess: Preprocess | None = None) -> "Explainer":
+        """An Explainer for a method name and a model spec (``models.load_model``: None for the
+        built-in EfficientNet-Lite0, ``"torchvision:NAME"``, a file) or an ``nn.Module`` (in
+        eval mode; then ``preprocess`` defaults to 224x224 with the ImageNet mean/std)."""
+        if model is None or isinstance(model, (str, os.PathLike)):
+            spec = os.fspath(model or DEFAULT_MODEL)
+            net, pre = load_model(spec, device, input_size=input_size, mean=mean, std=std)
+            dev = next(iter(net.parameters()), torch.empty(0)).device
+        elif isinstance(model, nn.Module):
+            net, pre, spec = model, None, type(model).__name__
+            dev = resolve_device(device) if device is not None else None
+        else:
+            raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got "
+                            f"{type(model).__name__}")
+        return cls(make_method(method, net, layer), preprocess or pre, dev, model_name=spec)
+
+    def describe(self) -> dict:
+        """``{"model", "method", "layer"}``: what a results file records about the run."""
+        return {"model": self.model_name, "method": self.method_name, "layer": self.layer}
+
+    def _explain(self, x: torch.Tensor, targets, top_k, size):
+        try:
+            return self.method.explain(x, targets, top_k=top_k, size=size)
+        except UserError:
+            raise
+        except ValueError as exc:  # an op's argument check: still the caller's input
+            raise UserError(f"{PREFIX}{message(exc)}") from None
+
+    def _logits(self, out, n: int) -> torch.Tensor:
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise UserError(f"{PREFIX}the model must return class logits [batch, classes], it returned {got}")
+        if self._labels is None:
+            self._labels = labels_for(out.shape[1]) or ()
+        return out.float()
+
+    def _label(self, cid: int) -> str:
+        return self._labels[cid] if self._labels else f"class {cid}"
+
+    def predict(self, images: list, options: ExplainOptions = ExplainOptions()) -> list[ImagePrediction]:
+        """Explain uint8 RGB images ``[H_i,W_i,3]`` (any sizes) in one batch; one prediction each.
+
+        Each image's classes are its ``options.top_k`` best or ``options.targets``, sorted by
+        score; every map is made at its own image's size.
+        """
+        n = len(images)
+        x = self.preprocess(list(images), self.device)
+        sizes = [tuple(int(s) for s in np.shape(im)[:2]) for im in images]
+        if options.targets is not None:
+            chosen = torch.tensor([list(options.targets)] * n, dtype=torch.long, device=self.device)
+            e = self._explain(x, chosen, None, sizes)
+        else:
+            e = self._explain(x, None, options.top_k, sizes)
+        logits = self._logits(e.logits, n)
+        ids = e.class_ids.to(logits.device)
+        probs = logits.softmax(1).gather(1, ids)  # [n,C]
+        heat = e.heatmaps if e.heatmaps is not None else e.maps
+        guided = e.maps if e.heatmaps is not None else [None] * n
+        out = []
+        for i in range(n):
+            order = probs[i].argsort(descending=True, stable=True)
+            maps = heat[i][order.to(heat[i].device)]
+            g = guided[i][order.to(guided[i].device)] if guided[i] is not None else None
+            cids = ids[i][order].tolist()
+            boxes = boxes_from_maps(maps, options.threshold).cpu().tolist()
+            out.append(ImagePrediction(class_ids=cids, labels=[self._label(c) for c in cids],
+                                       scores=probs[i][order].tolist(), boxes=boxes, maps=maps, guided=g))
+        return out
+
+    def heatmaps(self, frames: torch.Tensor, target: int | None = None) -> torch.Tensor:
+        """Heatmaps [n,H,W] of uint8 RGB frames [n,H,W,3] (one size, on the device) for ``target``
+        (None: each frame's top-1 class), at the frames' size."""
+        x = self.preprocess(frames, self.device)
+        return self._explain(x, target, None, tuple(frames.shape[1:3])).maps
