@@ -577,11 +577,11 @@ def test_hostile_text_renders_as_text(tmp_path, page):
     assert watch.problems == []
 
 
-def test_thousand_image_page_load_time(tmp_path, page, record_property):
-    """A 1,000-image page (3 methods x top-3, as ``actcam demo`` writes them): time from
-    navigation to the first page of cards, and to the first filter applied. Measured and
-    reported, not asserted against a bound."""
-    n = 1000
+def test_large_page_load_time(tmp_path, page, record_property):
+    """A 1,000-image page (3 methods x top-3, as ``actcam demo`` writes them; another count
+    with ACTCAM_PAGE_IMAGES=N): time from navigation to the first page of cards, and to the
+    first filter applied. Measured and reported, not asserted against a bound."""
+    n = int(os.environ.get("ACTCAM_PAGE_IMAGES", "1000"))
     runs = synthetic_runs(tmp_path, n, methods=("cam", "gradcam", "gradcam++"), top_k=3)
     for run in runs[1:]:  # every method over every image, as in the demo
         run["images"] = runs[0]["images"]
@@ -603,12 +603,13 @@ def test_thousand_image_page_load_time(tmp_path, page, record_property):
     dcl_ms = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
 
     size_mb = index.stat().st_size / 1e6
-    print(f"\n1,000-image page ({size_mb:.1f} MB): first {PAGE_SIZE} cards {first_ms:.0f} ms after navigation "
+    print(f"\n{n:,}-image page ({size_mb:.1f} MB): first {PAGE_SIZE} cards {first_ms:.0f} ms after navigation "
           f"(page's DOMContentLoaded {dcl_ms:.0f} ms); first filter applied at {interactive_ms:.0f} ms")
-    record_property("page_1000_first_cards_ms", round(first_ms))
-    record_property("page_1000_filter_applied_ms", round(interactive_ms))
-    record_property("page_1000_dom_content_loaded_ms", round(dcl_ms))
-    record_property("page_1000_html_mb", round(size_mb, 2))
+    record_property("page_images", n)
+    record_property("page_first_cards_ms", round(first_ms))
+    record_property("page_filter_applied_ms", round(interactive_ms))
+    record_property("page_dom_content_loaded_ms", round(dcl_ms))
+    record_property("page_html_mb", round(size_mb, 2))
 
     assert shown_total(page) == (len(want), n)
     assert cards(page) == want[:PAGE_SIZE]
