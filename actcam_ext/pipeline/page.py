@@ -303,7 +303,8 @@ _JS = r"""
     const same = runs.filter((o) => o.method === r.method).length > 1;
     const o = document.createElement("option");
     o.value = String(i);
-    o.textContent = same ? `${r.method} (${[r.layer, r.model].filter(Boolean).join(", ") || "run " + (i + 1)})` : r.method;
+    const detail = [r.layer, r.model].filter(Boolean).join(", ") || "run " + (i + 1);
+    o.textContent = same ? `${r.method} (${detail})` : r.method;
     fMethod.appendChild(o);
   });
 
@@ -370,7 +371,8 @@ _JS = r"""
 
   function card({ im, top }, test, m) {
     const entries = im.e.filter((e) => m < 0 || e[0] === m);
-    const li = node("li", { class: "card", "data-index": String(im.i), "data-top-score": top === null ? "" : String(top) });
+    const li = node("li", { class: "card", "data-index": String(im.i),
+                            "data-top-score": top === null ? "" : String(top) });
     // The card's picture: the record's thumbnail, else the first overlay shown; it links to
     // that overlay at full size.
     let over = null;
@@ -399,7 +401,8 @@ _JS = r"""
       const ul = node("ul", { class: "preds" });
       e[3].forEach((p, k) => {
         const match = test !== null && test(p, im.lc[j][k]);
-        const li2 = node("li", { class: match ? "pred match" : "pred", "data-class-id": p[0] === null ? "" : String(p[0]),
+        const li2 = node("li", { class: match ? "pred match" : "pred",
+                                 "data-class-id": p[0] === null ? "" : String(p[0]),
                                  "data-score": p[2] === null ? "" : String(p[2]) });
         if (p[5]) {
           li2.append(node("a", { href: url(p[5]), title: "open the full-size overlay" },
@@ -408,8 +411,10 @@ _JS = r"""
         const text = node("div", { class: "pred-text" },
                           node("span", { class: "label" }, p[1] || "(no label)"), " ",
                           node("span", { class: "cid" }, p[0] === null ? "" : `#${p[0]}`), node("br"),
-                          "score ", node("span", { class: "score", title: "softmax probability" }, fmtScore(p[2])), node("br"),
-                          node("span", { class: "box", title: "x0, y0, x1, y1 in image pixels (x1, y1 excluded)" }, fmtBox(p[3])));
+                          "score ", node("span", { class: "score", title: "softmax probability" }, fmtScore(p[2])),
+                          node("br"),
+                          node("span", { class: "box", title: "x0, y0, x1, y1 in image pixels (x1, y1 excluded)" },
+                               fmtBox(p[3])));
         if (p[4]) text.append(node("br"), node("a", { href: url(p[4]) }, "heatmap"));
         li2.append(text);
         ul.append(li2);
