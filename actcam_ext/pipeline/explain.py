@@ -1,9 +1,10 @@
 """``explain`` and ``demo``: heatmaps, overlays, boxes and ``results.json`` for images.
 
 Output folder (when ``out_dir`` is given): the pictures of ``outputs.image_record`` for each
-image and ``results.json`` = ``{"model", "method", "layer", "images": [record, ...]}``. The
-folder appears complete or not at all: everything is written into a temporary sibling that is
-renamed to ``out_dir`` at the end (``_files.atomic_dir``).
+image, ``results.json`` = ``{"model", "method", "layer", "images": [record, ...]}`` and
+``index.html``, the results page (``page.write_index``). The folder appears complete or not at
+all: everything is written into a temporary sibling that is renamed to ``out_dir`` at the end
+(``_files.atomic_dir``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..images import DEMO_IMAGES, as_rgb, demo_photos
 from .explainer import Explainer
 from .options import ExplainOptions
 from .outputs import image_record, output_name
+from .page import write_index
 
 __all__ = ["explain", "demo", "DEMO_METHODS"]
 
@@ -83,6 +85,7 @@ def explain(images, explainer="gradcam", options: ExplainOptions = ExplainOption
             records = _run(explainer, items, options, dest=tmp, prefix="", bar=bar, return_maps=return_maps)
             result = {**explainer.describe(), "images": records}
             write_json(tmp / "results.json", _plain(result))
+            write_index(tmp, [_plain(result)])
         return result
     finally:
         if bar is not None:
@@ -93,9 +96,9 @@ def demo(out_dir="actcam-demo", *, top_k: int = 3, threshold: float = 0.2, devic
          progress: bool = False) -> dict:
     """Explain the bundled photos with CAM, Grad-CAM and Grad-CAM++ on EfficientNet-Lite0.
 
-    Writes one sub-folder per method (``cam/``, ``gradcam/``, ``gradcampp/``) and
+    Writes one sub-folder per method (``cam/``, ``gradcam/``, ``gradcampp/``),
     ``out_dir/results.json`` = ``{"model", "runs": [one explain() result per method]}``, with
-    every picture path relative to ``out_dir``. Returns that structure.
+    every picture path relative to ``out_dir``, and ``out_dir/index.html``. Returns that structure.
     """
     options = ExplainOptions(top_k=top_k, threshold=threshold)
     items = demo_photos(DEMO_IMAGES)
@@ -114,6 +117,7 @@ def demo(out_dir="actcam-demo", *, top_k: int = 3, threshold: float = 0.2, devic
                              "images": _run(explainer, items, options, dest=tmp, prefix=f"{sub}/", bar=bar)})
             result = {"model": base.model_name, "runs": runs}
             write_json(tmp / "results.json", result)
+            write_index(tmp, runs, title="actcam demo")
         return result
     finally:
         if bar is not None:

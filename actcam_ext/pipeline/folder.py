@@ -6,6 +6,7 @@ Layout of ``OUT``::
     results.rank{r}.jsonl    rank r's part while a run is going (merged and removed at the end)
     errors.jsonl             {"path", "error"} for files that could not be read (skipped)
     run.json                 {"model", "method", "layer", "root"}
+    index.html               the results page (page.write_index), rebuilt at the end of every run
     <relative dir>/<name>_<rank>_<class>_{heatmap.png,overlay.jpg}   per image (outputs.output_name)
 
 Records have the fields of ``explain``'s per-image record (``path`` relative to the input
@@ -44,6 +45,7 @@ from ._threads import put_unless_stopped
 from .explainer import Explainer
 from .options import ExplainOptions
 from .outputs import image_record, output_name
+from .page import runs_from_batch, write_index
 
 __all__ = ["explain_folder", "rank_device", "distributed_rank"]
 
@@ -241,6 +243,7 @@ def explain_folder(root, out, explainer: Explainer, options: ExplainOptions = Ex
             ok = _done(out)  # an image that failed before and is fine now is no error any more
             _merge(out, "errors", drop=frozenset(ok))
             write_json(out / "run.json", {**explainer.describe(), "root": str(root)})
+            write_index(out, runs_from_batch(out))
         if world > 1:
             dist.barrier()  # nobody exits (or reruns) before the merge is on disk
         return {"rank": rank, "world": world, "images": len(images), "done_before": len(done),

@@ -2,13 +2,14 @@
 
 Record (one per image; the ``results.json`` ``images`` entries and the ``results.jsonl`` lines)::
 
-    {"path", "width", "height", ["sheet",] "predictions": [
+    {"path", "width", "height", "thumbnail", ["sheet",] "predictions": [
         {"class_id", "label", "score", "box": [x0, y0, x1, y1), "heatmap", "overlay"}, ...]}
 
-Picture paths are relative to the output folder. Files per image and class (``NAME`` from
-``output_name``, ``R`` the class's rank, ``C`` its id): ``NAME_R_C_heatmap.png`` (the map as 8-bit
-grey, or the Guided Grad-CAM picture), ``NAME_R_C_overlay.jpg`` (JET overlay with the box) and
-``NAME_sheet.jpg`` (the contact sheet, when asked for).
+Picture paths are relative to the output folder (None when nothing is written). Files per image
+(``NAME`` from ``output_name``): ``NAME_thumb.jpg`` (the image, THUMB_HEIGHT pixels high, for the
+results page) and ``NAME_sheet.jpg`` (the contact sheet, when asked for); per class (``R`` its
+rank, ``C`` its id): ``NAME_R_C_heatmap.png`` (the map as 8-bit grey, or the Guided Grad-CAM
+picture) and ``NAME_R_C_overlay.jpg`` (JET overlay with the box).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from ..errors import PREFIX, UserError
 from ..images import IMAGE_EXTS
 from .explainer import ImagePrediction
 
-__all__ = ["output_name", "write_image", "image_record", "STEM_CHARS"]
+__all__ = ["output_name", "write_image", "image_record", "STEM_CHARS", "THUMB_HEIGHT"]
 
 STEM_CHARS = 40  # readable part of a name; the hash makes it unique
+THUMB_HEIGHT = 160
 
 
 def output_name(key: str, display: str | None = None) -> str:
@@ -80,7 +82,11 @@ def image_record(rgb: np.ndarray, path: str | None, pred: ImagePrediction, *, de
         if return_maps:
             entry["map"] = pred.maps[r].cpu().numpy()
         preds.append(entry)
-    record = {"path": path, "width": w, "height": h, "predictions": preds}
+    record = {"path": path, "width": w, "height": h, "thumbnail": None, "predictions": preds}
+    if dest is not None:
+        record["thumbnail"] = f"{name}_thumb.jpg"
+        tw = max(1, round(w * THUMB_HEIGHT / h))
+        write_image(dest / record["thumbnail"], cv2.resize(rgb, (tw, THUMB_HEIGHT), interpolation=cv2.INTER_AREA))
     if dest is not None and sheet:
         record["sheet"] = f"{name}_sheet.jpg"
         captions = [f"{p['label'].split(',')[0]} {p['score']:.2f}" for p in preds]

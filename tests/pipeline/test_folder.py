@@ -17,7 +17,7 @@ from actcam_ext.images import list_images
 from actcam_ext.pipeline import ExplainOptions, Explainer, explain_folder
 
 BIN = Path(sys.executable).parent  # the venv's console scripts: actcam, torchrun
-FIELDS = {"path", "width", "height", "predictions"}
+FIELDS = {"path", "width", "height", "thumbnail", "predictions"}
 PRED_FIELDS = {"class_id", "label", "score", "box", "heatmap", "overlay"}
 
 

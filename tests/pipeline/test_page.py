@@ -380,8 +380,7 @@ def test_demo_output_end_to_end_over_http(tmp_path, page, serve):
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "results.json").read_text())
-    write_index(out, result["runs"])
-    base = serve(out)
+    base = serve(out)  # the page the command wrote
     watch = open_page(page, base + "index.html")
 
     assert shown_total(page) == (4, 4)
