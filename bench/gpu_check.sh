@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU machine (see DEVELOPERS.md / the device tool):
-# builds the extension there, runs the test suite (CUDA variants included), runs the GPU
-# benchmarks, and leaves logs and JSON in $OUT.
+# The one script to run on a GPU machine: builds the extension there, runs the test suite
+# (CUDA variants included), runs the GPU benchmarks, and leaves logs and JSON in $OUT.
 #
 #   bash bench/gpu_check.sh            # on the GPU machine, OUT set by the device tool
 #   bash bench/gpu_check.sh --dry-run  # here, on a CPU: same steps, CPU build, tiny sizes
@@ -54,13 +53,13 @@ else
     || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
   tail -2 "$OUT/build.log"
 fi
-$PY -m actcam_ext.cli info | tee -a "$OUT/env.txt"
+$PY -m actcam_ext info | tee -a "$OUT/env.txt"
 ldd actcam_ext/_C*.so 2>/dev/null | grep -E "libstdc|libgomp" | tee -a "$OUT/env.txt"
 
 step "tests"
 # ACTCAM_GPU_TESTS (space-separated paths) narrows the run, e.g. to the files that exist so far.
 read -r -a TESTS <<<"${ACTCAM_GPU_TESTS:-tests}"
-[[ $OPS_ONLY == 1 ]] && TESTS=(tests/test_ops.py)
+[[ $OPS_ONLY == 1 ]] && TESTS=(tests/ops)
 # With pytest-xdist a test that kills its worker is reported as failed and the run goes on.
 $PY -c "import xdist" 2>/dev/null && [[ $DRY_RUN == 0 ]] && TESTS+=(-n 4)
 [[ $DRY_RUN == 1 ]] && TESTS+=(-k "cuda or compile")  # what runs on the GPU, collected (and skipped) here
@@ -73,11 +72,11 @@ tail -5 "$OUT/tests.log"
 step "benchmarks"
 BENCH_ARGS=()
 [[ $DRY_RUN == 1 ]] && BENCH_ARGS=(--dry-run)
-$PY bench/gpu_bench.py --out "$OUT/gpu_ops.json" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu_bench.log" || status=1
+$PY -m bench.gpu_ops --out "$OUT/gpu_ops.json" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu_bench.log" || status=1
 if [[ $OPS_ONLY == 0 ]]; then
-  $PY bench/gpu_bench_methods.py --out "$OUT/gpu_methods.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
+  $PY -m bench.gpu_methods --out "$OUT/gpu_methods.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
     || status=1
-  $PY bench/gpu_bench_video.py --out "$OUT/gpu_video.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
+  $PY -m bench.gpu_video --out "$OUT/gpu_video.json" "${BENCH_ARGS[@]}" 2>&1 | tee -a "$OUT/gpu_bench.log" \
     || status=1
 fi
 

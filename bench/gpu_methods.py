@@ -1,10 +1,10 @@
 """GPU benchmarks of the explanation methods (run by bench/gpu_check.sh).
 
-    python bench/gpu_bench_methods.py --out results.json [--dry-run]
+    python -m bench.gpu_methods --out results.json [--dry-run]
 
 torchvision ResNet-50 (random weights, eval), 224x224, target layer4, batch 8 and 32: a plain
 no-grad forward (the baseline) vs our GradCAM, Grad-CAM++, top-5 in one call, and the peers
-(pytorch-grad-cam, torchcam) when installed. The cases are the ones of bench/bench_methods.py
+(pytorch-grad-cam, torchcam) when installed. The cases are the ones of bench/methods.py
 moved to the device. Times are CUDA-event medians; "extra_peak_MiB" is the peak of
 torch.cuda.max_memory_allocated during one call minus the memory allocated before it.
 """
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_methods  # noqa: E402
-from gpu_bench import median_ms  # noqa: E402
+import actcam_ext as ac
 
-import actcam_ext as ac  # noqa: E402
+from ._common import command, machine
+from .gpu_ops import median_ms
+from .methods import cases as method_cases
+from .methods import model_and_input
 
 
 def _peak_extra_mib(fn) -> float:
@@ -37,10 +38,9 @@ def run(device: str, batches, repeats: int, size: int):
     warnings.simplefilter("ignore", RuntimeWarning)
     results = []
     for B in batches:
-        bench_methods.B, bench_methods.H, bench_methods.W = B, size, size
-        model, x = bench_methods._model_and_input()
+        model, x = model_and_input(size, batch=B)
         model, x = model.to(device), x.to(device)
-        cases = bench_methods._cases(model, x)
+        cases = method_cases(model, x)
         cases["actcam_gradcampp"] = lambda: ac.GradCAMPlusPlus(model, "layer4")(x)
         for name in ("pytorch_grad_cam", "torchcam_7x7"):
             try:
@@ -68,11 +68,12 @@ def main(argv=None):
         device, batches, repeats, size = "cpu", [1], 2, 64
     else:
         if not torch.cuda.is_available():
-            sys.exit("gpu_bench_methods: no CUDA GPU visible (use --dry-run to check the script on a CPU)")
+            sys.exit("bench.gpu_methods: no CUDA GPU visible (use --dry-run to check the script on a CPU)")
         device, batches, repeats, size = "cuda", [8, 32], 20, 224
         torch.backends.cudnn.benchmark = True
     info = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
-                torch=torch.__version__, model="torchvision resnet50, random weights, eval", layer="layer4")
+                torch=torch.__version__, model="torchvision resnet50, random weights, eval", layer="layer4",
+                command=command(), machine=machine())
     results = run(device, batches, repeats, size)
     Path(args.out).write_text(json.dumps(dict(info=info, results=results), indent=2))
     print(f"wrote {args.out}")

@@ -1,7 +1,7 @@
 """GPU benchmarks of the fused ops against the pure-torch chain (CUDA events, warm-up, medians).
 
-    python bench/gpu_bench.py --out results.json            # on a CUDA machine
-    python bench/gpu_bench.py --out results.json --dry-run  # anywhere: CPU, tiny sizes, 2 repeats
+    python -m bench.gpu_ops --out results.json            # on a CUDA machine
+    python -m bench.gpu_ops --out results.json --dry-run  # anywhere: CPU, tiny sizes, 2 repeats
 
 For each batch size B in 1, 8, 64, 256:
 - cam: Grad-CAM post-processing from (activations [B,2048,7,7], grads): the torch chain (mean,
@@ -21,10 +21,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_ops  # noqa: E402  (the same torch chains the CPU benchmarks race against)
+import actcam_ext as ac
 
-import actcam_ext as ac  # noqa: E402
+from ._common import command, eq19_torch, fused, machine, torch_chain
 
 
 def median_ms(fn, *args, repeats, warmup=3):
@@ -57,8 +56,8 @@ def run(device, batches, repeats, K=2048, size=224):
     for B in batches:
         A, grads = randn(B, K, 7, 7).relu(), randn(B, K, 7, 7)
         weights = grads.mean(dim=(2, 3))
-        t_torch = median_ms(bench_ops.torch_chain, A, grads, (size, size), repeats=repeats)
-        t_ours = median_ms(bench_ops.fused, A, grads, (size, size), repeats=repeats)
+        t_torch = median_ms(torch_chain, A, grads, (size, size), repeats=repeats)
+        t_ours = median_ms(fused, A, grads, (size, size), repeats=repeats)
         t_op = median_ms(ac.ops.cam, A, weights, (size, size), repeats=repeats)
         nbytes = A.numel() * 4 + B * size * size * 4
         src = torch.empty(nbytes // 8, device=device)
@@ -69,7 +68,7 @@ def run(device, batches, repeats, K=2048, size=224):
                             bandwidth_fraction=t_copy / t_op))
 
         A2, g2 = randn(B, 512, 14, 14).relu(), randn(B, 512, 14, 14) * 1e-2
-        t_torch = median_ms(bench_ops.eq19_torch, A2, g2, repeats=repeats)
+        t_torch = median_ms(eq19_torch, A2, g2, repeats=repeats)
         t_ours = median_ms(ac.ops.gradcampp_weights, A2, g2, repeats=repeats)
         results.append(dict(op="gradcampp_weights", B=B, K=512, torch_ms=t_torch, actcam_ms=t_ours,
                             speedup=t_torch / t_ours))
@@ -95,12 +94,12 @@ def main(argv=None):
         device, batches, repeats = "cpu", [1, 2], 2
     else:
         if not torch.cuda.is_available():
-            sys.exit("gpu_bench: no CUDA GPU visible (use --dry-run to check the script on a CPU)")
+            sys.exit("bench.gpu_ops: no CUDA GPU visible (use --dry-run to check the script on a CPU)")
         if not ac.native_available("cuda"):
-            sys.exit("gpu_bench: the CUDA kernels are not built")
+            sys.exit("bench.gpu_ops: the CUDA kernels are not built")
         device, batches, repeats = "cuda", [1, 8, 64, 256], 50
     info = dict(device=torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
-                torch=torch.__version__, dry_run=args.dry_run)
+                torch=torch.__version__, dry_run=args.dry_run, command=command(), machine=machine())
     results = run(device, batches, repeats)
     Path(args.out).write_text(json.dumps(dict(info=info, results=results), indent=2))
     print(f"wrote {args.out}")
