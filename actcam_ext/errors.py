@@ -9,13 +9,31 @@ prefix for places that add their own (the command line names the subcommand inst
 The native ops raise plain ``ValueError`` with the same prefix (C++ ``TORCH_CHECK_VALUE``).
 """
 
-__all__ = ["UserError", "message"]
+import signal
+
+__all__ = ["UserError", "Terminated", "message", "raise_on_sigterm"]
 
 PREFIX = "actcam: "
 
 
 class UserError(ValueError):
     """A problem with the caller's input, described in one line that says what to change."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, ``docker stop`` and systemd send), raised in the main thread so
+    that every ``except KeyboardInterrupt`` / ``finally`` that finalises or cleans up after
+    Ctrl-C does the same for it. ``signum`` is the signal's number (exit code 128 + signum)."""
+
+    signum = signal.SIGTERM
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` in the main thread (the command line installs this)."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def message(exc: BaseException) -> str:

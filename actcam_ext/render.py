@@ -38,8 +38,8 @@ def _as_tensor(maps) -> torch.Tensor:
 def heatmap_picture(m) -> np.ndarray:
     """A map in [0, 1] as 8-bit grey, ``floor(255 * map)`` clamped (NaN -> 0): the colour index
     the overlay uses."""
-    t = torch.nan_to_num(_as_tensor(m).detach().float(), nan=0.0)
-    return (t * 255).floor().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    t = _as_tensor(m).detach().float() * 255  # one temporary: a map may have 100 million pixels
+    return t.nan_to_num_(nan=0.0).floor_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def overlays(maps, rgb, image_weight: float = 0.5) -> np.ndarray:

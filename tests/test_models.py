@@ -82,8 +82,14 @@ def test_model_files(tmp_path):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     torch.save(net, tmp_path / "whole.pt")
     torch.save(net.state_dict(), tmp_path / "weights.pt")
-    model, pre = load_model(str(tmp_path / "whole.pt"), "cpu", optimize=False)
+    # A whole pickled module runs code when unpickled: refused unless the caller trusts the file.
+    with pytest.raises(ac.UserError, match="pickled nn.Module.*--allow-pickle"):
+        load_model(str(tmp_path / "whole.pt"), "cpu")
+    model, pre = load_model(str(tmp_path / "whole.pt"), "cpu", optimize=False, allow_pickle=True)
     assert isinstance(model, nn.Sequential) and pre == Preprocess()
+    scripted = torch.jit.trace(net.eval(), torch.zeros(1, 3, 8, 8))
+    scripted.save(str(tmp_path / "scripted.pt"))
+    assert isinstance(load_model(str(tmp_path / "scripted.pt"), "cpu")[0], torch.jit.ScriptModule)
     with pytest.raises(ac.UserError, match="not a whole nn.Module"):
         load_model(str(tmp_path / "weights.pt"), "cpu")
     with pytest.raises(ac.UserError, match="is a directory"):

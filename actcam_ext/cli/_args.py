@@ -13,12 +13,13 @@ import sys
 
 from .. import _validate
 from ..errors import UserError, message
+from ..images import MAX_PIXELS
 from ..methods import HEATMAP_METHODS, METHODS
 from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE
 
 __all__ = ["Parser", "positive_int", "fraction", "class_ids", "rgb_triple", "input_size", "model_options",
            "method_option", "top_k_option", "targets_option", "threshold_option", "image_weight_option",
-           "batch_option", "quiet_option", "json_option", "device_option", "say"]
+           "batch_option", "max_pixels_option", "quiet_option", "json_option", "device_option", "say", "model_kwargs"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -121,7 +122,15 @@ def model_options(default: str | None = DEFAULT_MODEL, note: str = "") -> argpar
                    help="normalisation mean on the 0..1 scale (default: the model's)")
     p.add_argument("--std", default=None, type=positive_rgb_triple, metavar="R,G,B",
                    help="normalisation std on the 0..1 scale (default: the model's)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow a --model PATH that is a whole pickled nn.Module: unpickling runs code from the file, "
+                        "so use it only for files you trust (TorchScript files and the built-in models need no flag)")
     return p
+
+
+def model_kwargs(args) -> dict:
+    """The keyword arguments of Explainer.load / load_model that model_options() parsed."""
+    return {"input_size": args.input_size, "mean": args.mean, "std": args.std, "allow_pickle": args.allow_pickle}
 
 
 def method_option(heatmaps_only: bool = False) -> argparse.ArgumentParser:
@@ -161,6 +170,14 @@ def image_weight_option() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--image-weight", default=0.5, type=fraction, metavar="W",
                    help="weight of the image in the overlay blend, 0..1 (default 0.5)")
+    return p
+
+
+def max_pixels_option() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--max-pixels", default=MAX_PIXELS, type=positive_int, metavar="N",
+                   help=f"refuse image files above N pixels (width x height; default {MAX_PIXELS:,}): a huge image "
+                        "costs gigabytes, since its maps and overlays are made at its own size")
     return p
 
 

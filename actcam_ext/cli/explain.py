@@ -8,8 +8,8 @@ import sys
 
 from ..methods import method_name
 from ..pipeline import ExplainOptions, Explainer, demo, explain
-from ._args import (batch_option, device_option, image_weight_option, json_option, method_option, model_options,
-                    quiet_option, targets_option, threshold_option, top_k_option)
+from ._args import (batch_option, max_pixels_option, device_option, image_weight_option, json_option, method_option, model_kwargs,
+                    model_options, quiet_option, targets_option, threshold_option, top_k_option)
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
     e = subparsers.add_parser(
         "explain", parents=[method_option(), model_options(), device_option(), top_k_option(), targets_option(),
-                            threshold_option(), image_weight_option(), batch_option(1, "images"), json_option(),
+                            threshold_option(), image_weight_option(), max_pixels_option(), batch_option(1, "images"), json_option(),
                             quiet_option()],
         help="heatmaps, overlays and localisation boxes for your images",
         description="For each image and each of its top-k classes (or the --targets class ids): the heatmap, "
@@ -72,9 +72,9 @@ def run_demo(args) -> int:
 def run_explain(args) -> int:
     method_name(args.method)  # an unknown name is reported before any image is read
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
-                             image_weight=args.image_weight, batch=args.batch)
+                             image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
     explainer = functools.partial(Explainer.load, args.method, args.model, layer=args.layer, device=args.device,
-                                  input_size=args.input_size, mean=args.mean, std=args.std)
+                                  **model_kwargs(args))
     result = explain(args.images, explainer, options, args.out, progress=not args.quiet)
     if args.json:
         _print_json(result)

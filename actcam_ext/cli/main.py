@@ -1,8 +1,10 @@
 """The ``actcam`` command: the parser and the one place where errors become exit codes.
 
 Exit codes: 0 success; 1 finished but the input was incomplete (a video that broke off); 2 a
-user error (one line on stderr: bad option, missing file, unknown name), never a traceback;
-130 interrupted (Ctrl-C); 141 stdout closed by the reader (``actcam ... | head``).
+user error (one line on stderr: bad option, missing file, unknown name, a full disk), never a
+traceback; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM); 141 stdout closed by the
+reader (``actcam ... | head``). SIGINT and SIGTERM are handled alike: outputs are finalised
+or removed, never left half-written.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import sys
 
 from .._version import __version__
-from ..errors import UserError, message
+from ..errors import Terminated, UserError, message, raise_on_sigterm
 from . import batch, evaluate, explain, info, video
 from ._args import Parser
 
@@ -40,6 +42,7 @@ def _parse(parser: Parser, argv):
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = _parse(build_parser(), argv)
+    raise_on_sigterm()
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
@@ -53,6 +56,13 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"actcam {args.command}: error: {message(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"actcam {args.command}: terminated", file=sys.stderr)
+        return 128 + Terminated.signum
     except KeyboardInterrupt:
         print(f"actcam {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk filled up, a folder became unwritable: say so in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"actcam {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..methods import HEATMAP_METHODS, method_name
 from ..pipeline import Explainer, VideoOptions, explain_video
-from ._args import (batch_option, device_option, image_weight_option, method_option, model_options, positive_int,
-                    quiet_option, say, targets_option)
+from ._args import (batch_option, device_option, image_weight_option, method_option, model_kwargs,
+                    model_options, positive_int, quiet_option, say, targets_option)
 
 
 def register(subparsers) -> None:
@@ -27,12 +27,12 @@ def run(args) -> int:
     method_name(args.method, HEATMAP_METHODS)
     options = VideoOptions(batch=args.batch, every=args.every, image_weight=args.image_weight, target=args.targets)
     explainer = Explainer.load(args.method, args.model, layer=args.layer, device=args.device,
-                               input_size=args.input_size, mean=args.mean, std=args.std)
+                               **model_kwargs(args))
     summary = explain_video(args.input, args.output, explainer, options, progress=not args.quiet)
-    # The summary goes to stderr with the progress bar; a broken input or Ctrl-C is said even
-    # with --quiet, since the output is then shorter than the input.
-    if not args.quiet or summary.lost or summary.interrupted:
+    # The summary goes to stderr with the progress bar; what makes the output differ from the
+    # input (frames lost, a signal, a cropped or resized frame) is said even with --quiet.
+    if not args.quiet or summary.notable:
         say(f"actcam video: {summary.line()}")
     if summary.interrupted:
-        return 130
+        return 128 + summary.signal
     return 1 if summary.lost else 0

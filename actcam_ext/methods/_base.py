@@ -8,6 +8,7 @@ everything else — hooks, targets, the fused ``ops.cam`` — lives here, once.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,16 @@ class Method:
                             "which TorchScript does not support; save the Python module with "
                             "torch.save(model, path) and use that instead")
         self.model = model
+        self._warned_training = False
+
+    def _check_mode(self) -> None:
+        """Warn once per method object when the model is in training mode: the methods run it
+        as given, so BatchNorm's running statistics change and images in a batch interact."""
+        if self.model.training and not self._warned_training:
+            self._warned_training = True
+            warnings.warn(f"actcam: {type(self).__name__}: the model is in training mode, so its BatchNorm "
+                          "statistics change and the images of a batch interact; call model.eval() first",
+                          RuntimeWarning, stacklevel=3)
 
     def __call__(self, x, targets=None, **kwargs):
         """``self.explain(x, targets, ...).maps``."""
@@ -170,6 +181,7 @@ class LayerMethod(Method):
         B, size = batch_and_size(inputs, size)
         _targets.check_top_k(top_k, targets)
         self._check_targets(targets)
+        self._check_mode()
         capture = Capture(self.layer, live=self.needs_gradients)
         ctx: dict = {}  # per-call state of the subclass's hooks (a method object may serve threads)
         with torch.inference_mode(False):

@@ -79,7 +79,18 @@ def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
             handles.append(module.register_forward_pre_hook(fn) if kind == "pre"
                            else module.register_forward_hook(fn))
         torch.set_grad_enabled(grad)
-        return model(*inputs)
+        try:
+            return model(*inputs)
+        except UserError:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            first = inputs[0] if inputs else None
+            if isinstance(first, torch.Tensor) and first.dim() != 4:
+                # Most models are image models: a batch of the wrong rank fails deep inside
+                # torch; say what was given and what is expected.
+                raise UserError(f"{PREFIX}x has shape {list(first.shape)} and the model failed on it "
+                                f"({str(exc).strip().splitlines()[0]}); image models take x as [B,C,H,W]") from None
+            raise
     finally:
         torch.set_grad_enabled(prev)
         for h in handles:

@@ -66,11 +66,13 @@ class CAM(LayerMethod):
         if fc_x is None:
             raise UserError(f"{PREFIX}CAM: fc_layer {self.fc_layer_name!r} was not called in the forward pass{_ADVICE}")
         B, K = A.shape[:2]
-        fc_x = fc_x.reshape(fc_x.shape[0], -1)
+        fc_x = fc_x.flatten(1)
         if tuple(fc_x.shape) != (B, K):
             raise UserError(f"{PREFIX}CAM needs the final linear layer to read the global average of the target "
                             f"activations: {where} and fc_layer {self.fc_layer_name!r} see {list(A.shape)} and "
                             f"{list(fc_x.shape)}{_ADVICE}")
+        if B == 0:  # an empty batch: nothing to compare, nothing to explain
+            return
         gap = A.float().mean(dim=(2, 3))
         fc_x = fc_x.float()
         # Low precision (autocast) pools in bf16/fp16: allow their rounding, nothing more.

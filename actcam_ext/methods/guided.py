@@ -96,6 +96,7 @@ class _InputGradient(Method):
         inputs = as_inputs(x)
         B, _ = batch_and_size(inputs, (1, 1))
         _targets.check_top_k(top_k, targets)
+        self._check_mode()
         hooks = []
         if self._rule is not None:
             rules = _GuidedHooks(self.model, guided=self._rule == "guided")
@@ -157,6 +158,8 @@ class GuidedGradCAM(Method):
         super().__init__(model)
         self.gradcam = GradCAM(model, target_layer)
         self.guided = GuidedBackprop(model)
+        # One warning for this object, not one per pass.
+        self.gradcam._warned_training = self.guided._warned_training = True
 
     @property
     def layer(self):
@@ -171,6 +174,7 @@ class GuidedGradCAM(Method):
         first = inputs[0]
         if first.dim() != 4:
             raise UserError(f"{PREFIX}GuidedGradCAM needs a first input [B,C,H,W], got {list(first.shape)}")
+        self._check_mode()
         cam = self.gradcam.explain(x, targets, top_k=top_k, size=size)
         gb = self.guided.explain(x, cam.class_ids if cam.class_ids is not None else targets).maps
         if isinstance(gb, tuple):

@@ -13,9 +13,10 @@ and the ``Preprocess`` that turns uint8 RGB images into its input batch. Specs:
     UserError instead of explaining a randomly initialised network, whose maps mean nothing.
     Preprocessing: the weights' own crop size, mean and std.
 ``PATH``
-    A whole model saved with ``torch.save(model, PATH)`` (a pickled ``nn.Module``; loading runs
-    the pickle's code, so only load files you trust) or ``torch.jit.save``. Preprocessing
-    defaults to 224x224 and the ImageNet mean/std; override with ``input_size``/``mean``/``std``.
+    A whole model saved with ``torch.save(model, PATH)`` (a pickled ``nn.Module``: unpickling
+    runs code from the file, so it is refused unless ``allow_pickle=True``) or ``torch.jit.save``.
+    Preprocessing defaults to 224x224 and the ImageNet mean/std; override with
+    ``input_size``/``mean``/``std``.
 
 Inference optimisation (``optimize``, on by default on the CPU): the weights are put in
 ``channels_last`` (NHWC) layout, so oneDNN runs every convolution, forward and backward, in its

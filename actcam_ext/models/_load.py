@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 import zipfile
 from urllib.parse import urlparse
@@ -72,9 +73,9 @@ def _is_torchscript(path: str) -> bool:
         return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
 
 
-def _from_path(path: str) -> tuple[nn.Module, Preprocess]:
+def _from_path(path: str, allow_pickle: bool) -> tuple[nn.Module, Preprocess]:
     if os.path.isdir(path):
-        raise UserError(f"{PREFIX}--model {path!r} is a directory; expected a model file saved with torch.save or "
+        raise UserError(f"{PREFIX}model {path!r} is a directory; expected a model file saved with torch.save or "
                         "torch.jit.save")
     if not os.path.isfile(path):
         raise UserError(f"{PREFIX}unknown model {path!r}: not a file, and not one of efficientnet-lite0, torchvision:NAME")
@@ -83,9 +84,20 @@ def _from_path(path: str) -> tuple[nn.Module, Preprocess]:
             with warnings.catch_warnings():  # torch's "jit is deprecated" notice is not the user's problem
                 warnings.simplefilter("ignore", FutureWarning)
                 model = torch.jit.load(path, map_location="cpu")
-        else:
-            # A whole pickled module needs full unpickling (weights_only cannot rebuild classes).
+        elif allow_pickle:
             model = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            try:
+                model = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                if "weights_only" not in str(exc):
+                    raise
+                # A whole pickled module: rebuilding its classes runs code from the file.
+                raise UserError(f"{PREFIX}model file {path!r} is a pickled nn.Module, and unpickling it runs code "
+                                "from the file; if you trust it, pass --allow-pickle (Python: allow_pickle=True)") \
+                    from None
+    except UserError:
+        raise
     except Exception as exc:  # any failure to unpickle is a problem with the user's file
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{PREFIX}cannot load model file {path!r}: {msg}") from None
@@ -96,11 +108,13 @@ def _from_path(path: str) -> tuple[nn.Module, Preprocess]:
 
 
 def load_model(spec: str | None = None, device=None, *, input_size=None, mean=None,
-               std=None, optimize: bool | None = None) -> tuple[nn.Module, Preprocess]:
+               std=None, optimize: bool | None = None, allow_pickle: bool = False) -> tuple[nn.Module, Preprocess]:
     """Load a model by spec (module docstring) in eval mode on ``device``.
 
     optimize: NHWC weights, and BatchNorm folding for the built-in model (None: on the CPU
-    only; module docstring).
+    only; module docstring). allow_pickle: load a model file that is a whole pickled nn.Module,
+    which runs code from the file (refused by default; TorchScript archives and state_dicts
+    load without it).
 
     input_size (int or (H, W), each at most MAX_INPUT_SIZE), mean and std (3 finite floats on
     the [0, 1] scale, std > 0) override the model's preprocessing defaults. Raises UserError for
@@ -113,7 +127,7 @@ def load_model(spec: str | None = None, device=None, *, input_size=None, mean=No
     elif spec.startswith("torchvision:"):
         model, pre = _torchvision(spec.split(":", 1)[1])
     else:
-        model, pre = _from_path(spec)
+        model, pre = _from_path(spec, allow_pickle)
     if input_size is not None:
         sizes = (input_size, input_size) if not isinstance(input_size, (tuple, list)) else tuple(input_size)
         if len(sizes) != 2:

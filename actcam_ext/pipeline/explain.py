@@ -74,7 +74,7 @@ def explain(images, explainer="gradcam", options: ExplainOptions = ExplainOption
     srcs = list(images) if isinstance(images, (list, tuple)) else [images]
     if not srcs:
         raise UserError(f"{PREFIX}no images given")
-    items = [as_rgb(s, i) for i, s in enumerate(srcs)]
+    items = [as_rgb(s, i, options.max_pixels) for i, s in enumerate(srcs)]
     explainer = _explainer(explainer)
     bar = progress_bar(len(items), progress)
     try:

@@ -76,13 +76,15 @@ class Explainer:
 
     @classmethod
     def load(cls, method: str = "gradcam", model=None, *, layer=None, device=None, input_size=None, mean=None,
-             std=None, preprocess: Preprocess | None = None) -> "Explainer":
+             std=None, preprocess: Preprocess | None = None, allow_pickle: bool = False) -> "Explainer":
         """An Explainer for a method name and a model spec (``models.load_model``: None for the
-        built-in EfficientNet-Lite0, ``"torchvision:NAME"``, a file) or an ``nn.Module`` (in
-        eval mode; then ``preprocess`` defaults to 224x224 with the ImageNet mean/std)."""
+        built-in EfficientNet-Lite0, ``"torchvision:NAME"``, a file; ``allow_pickle`` as there)
+        or an ``nn.Module`` (in eval mode; then ``preprocess`` defaults to 224x224 with the
+        ImageNet mean/std)."""
         if model is None or isinstance(model, (str, os.PathLike)):
             spec = os.fspath(model or DEFAULT_MODEL)
-            net, pre = load_model(spec, device, input_size=input_size, mean=mean, std=std)
+            net, pre = load_model(spec, device, input_size=input_size, mean=mean, std=std,
+                                  allow_pickle=allow_pickle)
             dev = next(iter(net.parameters()), torch.empty(0)).device
         elif isinstance(model, nn.Module):
             net, pre, spec = model, None, type(model).__name__

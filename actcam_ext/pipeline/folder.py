@@ -12,10 +12,16 @@ Layout of ``OUT``::
 Records have the fields of ``explain``'s per-image record (``path`` relative to the input
 folder, picture paths relative to OUT). A reader thread decodes images ahead of the model (at
 most ``2 * batch`` waiting); ``batch`` readable images go through one forward/backward, each map
-made at its own image's size. Every rank appends the chunk's lines and flushes them as soon as
-the chunk is done, so a crash loses at most the chunk in flight; a rerun reads
-``results.jsonl`` and any ``results.rank*.jsonl`` left over (from any number of ranks) and
-skips those images.
+made at its own image's size. Every rank appends the chunk's lines in one write and flushes and
+fsyncs them as soon as the chunk is done, so a crash (kill -9, a full disk) loses at most the
+chunk in flight. A rerun first cuts its own part back to the last complete line (a write cut
+short leaves a partial line, which must not swallow the next record), then reads
+``results.jsonl`` and any ``results.rank*.jsonl`` left over (from any number of ranks) and skips
+those images.
+
+One run at a time: rank 0 holds an exclusive lock on ``OUT/.actcam-batch.lock`` for the whole
+run; a second run on the same OUT refuses at once with a one-line error naming the process
+that holds it.
 
 Sharding: under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the process group is
 initialised with gloo on CPU, nccl on GPU; the sorted list of images still to do is split by
@@ -26,6 +32,8 @@ a temporary file and renamed, then removes the parts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -37,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import torch
 import torch.distributed as dist
 
-from .._files import atomic_write_text, json_text, write_json
+from .._files import atomic_write_text, json_text, remove_stale_temps, write_json
 from .._progress import progress_bar
 from ..errors import PREFIX, UserError
 from ..images import list_images, read_image
@@ -47,7 +55,9 @@ from .options import ExplainOptions
 from .outputs import image_record, output_name
 from .page import runs_from_batch, write_index
 
-__all__ = ["explain_folder", "rank_device", "distributed_rank"]
+__all__ = ["explain_folder", "rank_device", "distributed_rank", "LOCK"]
+
+LOCK = ".actcam-batch.lock"
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -113,6 +123,65 @@ def _merge(out: Path, name: str, drop=frozenset()) -> int:
     return len(seen)
 
 
+def _repair(path: Path) -> None:
+    """Cut a part file back to its last complete line, so that appending cannot glue a new
+    record onto a line a crash cut short."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
+
+
+def _append(f, lines: list) -> None:
+    """Append whole lines with one write, then flush and fsync: on disk before the next chunk."""
+    f.write("".join(lines))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path, rank: int, world: int, device):
+    """The exclusive lock of one run on ``out`` (held by rank 0, its outcome shared with every
+    rank so that all of them stop together when another run holds it)."""
+    handle, owner = None, ""
+    if rank == 0:
+        handle = open(out / LOCK, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip()
+            handle.close()
+            handle = None
+    locked = handle is not None
+    if world > 1:
+        flag = torch.tensor([1 if locked else 0], device=device)
+        dist.broadcast(flag, src=0)
+        locked = bool(flag.item())
+    if not locked:
+        who = f" (process {owner})" if owner else ""
+        raise UserError(f"{PREFIX}output folder {str(out)!r} is in use by another actcam batch run{who}; wait "
+                        "for it to finish or choose another --out")
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # closing releases the lock
+
+
 def _name(rel: str) -> str:
     # Mirror the input's folders under OUT; the file name is unique for the relative path.
     p = PurePosixPath(rel)
@@ -124,9 +193,9 @@ class _Reader(threading.Thread):
     ``depth`` decoded images waiting. Iterating yields ``(path, rgb, None)`` per readable image,
     ``(path, None, error message)`` per unreadable one, then ``(None, None, None)``."""
 
-    def __init__(self, root: Path, paths: list, depth: int):
+    def __init__(self, root: Path, paths: list, depth: int, max_pixels: int):
         super().__init__(name="actcam-read", daemon=True)
-        self.root, self.paths = root, paths
+        self.root, self.paths, self.max_pixels = root, paths, max_pixels
         self.q: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stop = threading.Event()
 
@@ -136,7 +205,7 @@ class _Reader(threading.Thread):
                 item = (None, None, None)
             else:
                 try:
-                    item = (rel, read_image(self.root / rel), None)
+                    item = (rel, read_image(self.root / rel, self.max_pixels), None)
                 except UserError as exc:
                     item = (rel, None, str(exc).removeprefix(PREFIX))
                 except Exception as exc:  # e.g. MemoryError on a huge file: still only this file
@@ -162,8 +231,7 @@ def _explain_chunk(explainer: Explainer, chunk: list, out: Path, res, options: E
         record = image_record(rgb, rel, pred, dest=out, name=_name(rel), image_weight=options.image_weight,
                               sheet=False)
         lines.append(json_text(record, indent=None) + "\n")
-    res.write("".join(lines))
-    res.flush()
+    _append(res, lines)
     if bar is not None:
         bar.update(len(chunk))
     return len(chunk)
@@ -175,7 +243,8 @@ def _check_folders(root: Path, out: Path) -> None:
                         else f"{PREFIX}{str(root)!r} does not exist")
     if out.exists() and not out.is_dir():
         raise UserError(f"{PREFIX}output {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not ((out / "results.jsonl").exists() or _parts(out, "results")):
+    ours = any((out / n).exists() for n in ("results.jsonl", "run.json", LOCK)) or _parts(out, "results")
+    if out.is_dir() and any(out.iterdir()) and not ours:
         raise UserError(f"{PREFIX}output directory {str(out)!r} is not empty and holds no results.jsonl (not an "
                         "actcam batch output); choose another output folder so nothing of yours is overwritten")
 
@@ -200,54 +269,64 @@ def explain_folder(root, out, explainer: Explainer, options: ExplainOptions = Ex
         dist.init_process_group("nccl" if explainer.device.type == "cuda" else "gloo")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        # Every rank lists and reads the finished set before anyone writes: the barrier makes all
-        # ranks see the same "to do" list, hence disjoint shards.
-        images = list_images(root, exclude=out)
-        done = _done(out)
-        if world > 1:
-            dist.barrier()
-        todo = [p for p in images if p not in done]
-        mine = todo[rank::world]
-        bar = progress_bar(len(mine), progress, desc=f"rank {rank}" if world > 1 else None, position=rank)
-        start = time.perf_counter()
-        explained = errors = 0
-        reader = _Reader(root, mine, depth=2 * options.batch)
-        reader.start()
-        try:
-            with open(out / f"results.rank{rank}.jsonl", "a", encoding="utf-8") as res, \
-                    open(out / f"errors.rank{rank}.jsonl", "a", encoding="utf-8") as err:
-                chunk = []
-                for rel, rgb, problem in reader:
-                    if problem is not None:  # unreadable: report, skip, go on
-                        err.write(json_text({"path": rel, "error": problem}, indent=None) + "\n")
-                        err.flush()
-                        log(f"actcam batch: skipped {rel}: {problem}")
-                        errors += 1
-                        if bar is not None:
-                            bar.update(1)
-                    elif rel is not None:
-                        chunk.append((rgb, rel))
-                    if chunk and (len(chunk) == options.batch or rel is None):
-                        explained += _explain_chunk(explainer, chunk, out, res, options, bar)
-                        chunk = []
-        finally:
-            reader.stop.set()
-            if bar is not None:
-                bar.close()
-        seconds = time.perf_counter() - start
-        if world > 1:
-            dist.barrier()  # every part is complete before rank 0 merges
-        total = None
-        if rank == 0:
-            total = _merge(out, "results")
-            ok = _done(out)  # an image that failed before and is fine now is no error any more
-            _merge(out, "errors", drop=frozenset(ok))
-            write_json(out / "run.json", {**explainer.describe(), "root": str(root)})
-            write_index(out, runs_from_batch(out))
-        if world > 1:
-            dist.barrier()  # nobody exits (or reruns) before the merge is on disk
-        return {"rank": rank, "world": world, "images": len(images), "done_before": len(done),
-                "explained": explained, "errors": errors, "seconds": seconds, "total": total}
+        with _run_lock(out, rank, world, explainer.device):
+            return _explain_folder(root, out, explainer, options, rank, world, progress, log)
     finally:
         if init_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _explain_folder(root: Path, out: Path, explainer: Explainer, options: ExplainOptions, rank: int, world: int,
+                    progress: bool, log) -> dict:
+    for part in (out / f"results.rank{rank}.jsonl", out / f"errors.rank{rank}.jsonl"):
+        _repair(part)
+    if rank == 0:  # temporary files of a merge that a crash interrupted
+        for name in ("results.jsonl", "errors.jsonl", "run.json", "index.html"):
+            remove_stale_temps(out / name)
+    # Every rank lists and reads the finished set before anyone writes: the barrier makes all
+    # ranks see the same "to do" list, hence disjoint shards.
+    images = list_images(root, exclude=out)
+    done = _done(out)
+    if world > 1:
+        dist.barrier()
+    todo = [p for p in images if p not in done]
+    mine = todo[rank::world]
+    bar = progress_bar(len(mine), progress, desc=f"rank {rank}" if world > 1 else None, position=rank)
+    start = time.perf_counter()
+    explained = errors = 0
+    reader = _Reader(root, mine, depth=2 * options.batch, max_pixels=options.max_pixels)
+    reader.start()
+    try:
+        with open(out / f"results.rank{rank}.jsonl", "a", encoding="utf-8") as res, \
+                open(out / f"errors.rank{rank}.jsonl", "a", encoding="utf-8") as err:
+            chunk = []
+            for rel, rgb, problem in reader:
+                if problem is not None:  # unreadable: report, skip, go on
+                    _append(err, [json_text({"path": rel, "error": problem}, indent=None) + "\n"])
+                    log(f"actcam batch: skipped {rel}: {problem}")
+                    errors += 1
+                    if bar is not None:
+                        bar.update(1)
+                elif rel is not None:
+                    chunk.append((rgb, rel))
+                if chunk and (len(chunk) == options.batch or rel is None):
+                    explained += _explain_chunk(explainer, chunk, out, res, options, bar)
+                    chunk = []
+    finally:
+        reader.stop.set()
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    if world > 1:
+        dist.barrier()  # every part is complete before rank 0 merges
+    total = None
+    if rank == 0:
+        total = _merge(out, "results")
+        ok = _done(out)  # an image that failed before and is fine now is no error any more
+        _merge(out, "errors", drop=frozenset(ok))
+        write_json(out / "run.json", {**explainer.describe(), "root": str(root)})
+        write_index(out, runs_from_batch(out))
+    if world > 1:
+        dist.barrier()  # nobody exits (or reruns) before the merge is on disk
+    return {"rank": rank, "world": world, "images": len(images), "done_before": len(done),
+            "explained": explained, "errors": errors, "seconds": seconds, "total": total}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .._validate import class_ids, fraction, positive_int
 from ..errors import PREFIX, UserError
+from ..images import MAX_PIXELS
 
 __all__ = ["ExplainOptions", "VideoOptions"]
 
@@ -18,7 +19,8 @@ class ExplainOptions:
     instead (a class given twice gets one map); threshold: box threshold relative to each map's
     maximum (CAM paper: 0.2); image_weight: weight of the image in the overlay blend; batch:
     images per forward/backward (images of any sizes mix: each is resized to the model's input
-    and each map is made at its own image's size).
+    and each map is made at its own image's size); max_pixels: image files above this many
+    pixels are refused (``images.MAX_PIXELS``).
     """
 
     top_k: int = 1
@@ -26,6 +28,7 @@ class ExplainOptions:
     threshold: float = 0.2
     image_weight: float = 0.5
     batch: int = 1
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self):
         object.__setattr__(self, "top_k", positive_int(self.top_k, "top_k"))
@@ -34,6 +37,7 @@ class ExplainOptions:
         object.__setattr__(self, "threshold", fraction(self.threshold, "threshold"))
         object.__setattr__(self, "image_weight", fraction(self.image_weight, "image_weight"))
         object.__setattr__(self, "batch", positive_int(self.batch, "batch"))
+        object.__setattr__(self, "max_pixels", positive_int(self.max_pixels, "max_pixels"))
 
 
 @dataclass(frozen=True)

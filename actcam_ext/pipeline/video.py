@@ -19,14 +19,21 @@ batch. docs/video.md has the measurement.
 Output: written to a hidden temporary file next to ``out`` (same extension, so OpenCV picks
 the same container) and renamed to ``out`` when finalised. An input that cannot be opened
 or has no decodable frame leaves no file at all; a video that breaks off mid-way, or a
-Ctrl-C, keeps every frame processed so far in a finalised file and the summary says how
-many frames were lost or left unread.
+Ctrl-C / SIGTERM, keeps every frame processed so far in a finalised file and the summary says
+how many frames were lost or left unread.
+
+Frame size: ``out`` has the input's frame size. The mp4v encoder only takes even sizes, so an
+odd-sized input is written to an ``.avi`` with OpenCV's own MJPEG encoder (exact size); to an
+``.mp4``/``.mov`` it is cropped by its last column and/or row, and the summary says so. Frames
+whose size differs from the first frame's (a stream that changes resolution) are resized to
+the first frame's size, and the summary counts them.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -65,9 +72,12 @@ class VideoSummary:
     fps: float = 0.0
     seconds: float = 0.0
     interrupted: bool = False
+    signal: int = 0              # the signal that interrupted the run (SIGINT or SIGTERM), 0 if none
     decode_error: str | None = None
     method: str = ""
     layer: str = ""
+    cropped_from: tuple | None = None  # (W, H) of the input when the output had to drop a column/row
+    resized: int = 0             # frames resized to the first frame's size
 
     @property
     def frames_per_second(self) -> float:
@@ -79,11 +89,23 @@ class VideoSummary:
              f"({self.frames_per_second:.2f} frames/s) -> {self.out}")
         if self.lost:
             s += f"; input broke off after {self.frames} of {self.expected} frames: {self.lost} frames lost"
+        if self.cropped_from:
+            w, h = self.cropped_from
+            s += (f"; the input is {w}x{h}, an odd size the mp4v encoder cannot store: the output is cropped "
+                  f"to {self.width}x{self.height} (an .avi output keeps {w}x{h})")
+        if self.resized:
+            s += (f"; {self.resized} frames had another size than the first and were resized to "
+                  f"{self.width}x{self.height}")
         if self.interrupted:
             s += f"; interrupted: output finalised with the {self.frames} frames done"
             if self.unread:
                 s += f", {self.unread} frames not processed"
         return s
+
+    @property
+    def notable(self) -> bool:
+        """Whether the output differs from a plain run in a way a user must be told about."""
+        return bool(self.lost or self.interrupted or self.cropped_from or self.resized)
 
 
 class _Decoder(threading.Thread):
@@ -94,6 +116,7 @@ class _Decoder(threading.Thread):
         super().__init__(name="actcam-decode", daemon=True)
         self.cap, self.first, self.q, self.stop = cap, first, q, stop
         self.count = 0
+        self.resized = 0  # frames of another size than the first, resized to it
         self.error: str | None = None
 
     def _put(self, item) -> bool:
@@ -113,6 +136,12 @@ class _Decoder(threading.Thread):
                     return
                 if not ok:
                     frame = None
+                elif frame.shape != self.first.shape:
+                    # A stream that changes resolution: keep one size (the batch, the writer).
+                    h, w = self.first.shape[:2]
+                    frame = cv2.resize(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR),
+                                       (w, h), interpolation=cv2.INTER_AREA)
+                    self.resized += 1
         finally:
             self._put(_END)
 
@@ -121,9 +150,10 @@ class _Encoder(threading.Thread):
     """Writes BGR frames from ``q`` until ``_END``. Never stops early: every overlay computed
     is written, so an interrupted run still has all its finished frames."""
 
-    def __init__(self, writer, q: queue.Queue):
+    def __init__(self, writer, q: queue.Queue, size: tuple):
         super().__init__(name="actcam-encode", daemon=True)
         self.writer, self.q = writer, q
+        self.width, self.height = size
         self.count = 0
         self.error: BaseException | None = None
 
@@ -134,7 +164,7 @@ class _Encoder(threading.Thread):
                 return
             try:
                 for frame in item:
-                    self.writer.write(frame)
+                    self.writer.write(frame[:self.height, :self.width])
                     self.count += 1
             except BaseException as exc:  # reported by the main thread
                 self.error = exc
@@ -184,6 +214,10 @@ def explain_video(inp, out, explainer: Explainer, options: VideoOptions = VideoO
         raise UserError(f"{PREFIX}output {str(out)!r} is a directory; give a video file name such as out.mp4")
     if not out.suffix:
         raise UserError(f"{PREFIX}output {str(out)!r} has no extension; use .mp4 (or .avi, .mov)")
+    if os.path.realpath(out) == os.path.realpath(inp) or (out.exists() and os.path.exists(inp)
+                                                          and os.path.samefile(out, inp)):
+        raise UserError(f"{PREFIX}output {str(out)!r} is the input video; choose another output file (the input "
+                        "would be replaced)")
     batch = options.batch
 
     cap, first, fps, expected = _open(inp)
@@ -192,22 +226,31 @@ def explain_video(inp, out, explainer: Explainer, options: VideoOptions = VideoO
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out)
+        open(tmp, "wb").close()  # the real reason when OUT cannot be written (permissions, read-only, full)
     except OSError as exc:
         cap.release()
-        raise UserError(f"{PREFIX}cannot create the folder for {str(out)!r}: {exc.strerror or exc}") from None
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        raise UserError(f"{PREFIX}cannot write video {str(out)!r}: {exc.strerror or exc}") from None
+    odd = (w % 2, h % 2) != (0, 0)
+    if odd and out.suffix.lower() == ".avi":
+        # OpenCV's own MJPEG/AVI encoder takes any size; FFmpeg's mp4v takes even sizes only.
+        writer = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        ow, oh = w, h
+    else:
+        ow, oh = w - w % 2, h - h % 2
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (ow, oh))
     if not writer.isOpened():
         cap.release()
         tmp.unlink(missing_ok=True)
         raise UserError(f"{PREFIX}cannot write video {str(out)!r}: OpenCV has no mp4v writer for {out.suffix!r} files; "
-                          "use .mp4, .avi or .mov")
+                        "use .mp4, .avi or .mov")
 
-    summary = VideoSummary(out=str(out), expected=expected, width=w, height=h, fps=fps,
-                           method=explainer.method_name, layer=explainer.layer)
+    summary = VideoSummary(out=str(out), expected=expected, width=ow, height=oh, fps=fps,
+                           method=explainer.method_name, layer=explainer.layer,
+                           cropped_from=(w, h) if (ow, oh) != (w, h) else None)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=options.queue_batches * batch)  # single frames
     q_out: queue.Queue = queue.Queue(maxsize=options.queue_batches)           # lists of frames (one batch)
-    decoder, encoder = _Decoder(cap, first, q_in, stop), _Encoder(writer, q_out)
+    decoder, encoder = _Decoder(cap, first, q_in, stop), _Encoder(writer, q_out, (ow, oh))
     bar = progress_bar(expected, progress, unit="frame")
     start = time.perf_counter()
     decoder.start()
@@ -236,22 +279,25 @@ def explain_video(inp, out, explainer: Explainer, options: VideoOptions = VideoO
             if bar is not None:
                 bar.update(len(frames))
         done = True
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
         summary.interrupted = True
+        summary.signal = int(getattr(exc, "signum", signal.SIGINT))
     finally:
         stop.set()  # the decoder stops at its next frame
         try:
             q_out.put(_END)
             encoder.join()
             decoder.join()
-        except KeyboardInterrupt:  # a second Ctrl-C while finishing: still finalise below
+        except KeyboardInterrupt as exc:  # a second signal while finishing: still finalise below
             summary.interrupted = True
+            summary.signal = summary.signal or int(getattr(exc, "signum", signal.SIGINT))
             encoder.join()
         writer.release()
         cap.release()
         if bar is not None:
             bar.close()
         summary.frames = encoder.count
+        summary.resized = decoder.resized
         summary.seconds = time.perf_counter() - start
         ok = (done or summary.interrupted) and encoder.error is None and encoder.count > 0
         if ok:

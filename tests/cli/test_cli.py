@@ -212,7 +212,9 @@ BAD = [
     ("input size", ["{cat}", "--input-size", "100000"], "argument --input-size: must be at most 4096"),
     ("unknown option", ["{cat}", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     ("torchscript", ["{cat}", "--model", "{d}/scripted.pt"], "TorchScript does not support"),
-    ("cam without gap", ["{cat}", "--method", "cam", "--model", "{d}/nogap.pt"], "use GradCAM"),
+    ("cam without gap", ["{cat}", "--method", "cam", "--model", "{d}/nogap.pt", "--allow-pickle"], "use GradCAM"),
+    ("pickle refused", ["{cat}", "--model", "{d}/nogap.pt"], "is a pickled nn.Module, and unpickling it runs code"),
+    ("too many pixels", ["{cat}", "--max-pixels", "1000"], "451x300 = 0.1 megapixels, above the limit"),
 ]
 
 

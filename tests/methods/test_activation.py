@@ -87,3 +87,19 @@ def test_cam_without_gap_fc_structure_suggests_gradcam():
     with pytest.raises(ValueError, match="callable.*GradCAM"):
         ac.CAM(torchvision.models.resnet18())(x, targets=lambda out: out[:, 0])
 
+
+
+def test_cam_sees_the_layer_output_before_in_place_ops():
+    """A ResNeXt block adds the identity to bn3's output and applies an in-place ReLU: CAM must
+    weight bn3's own output, which the classifier does not pool, and so refuse; a copy, not a
+    reference to storage the block rewrites, is what the structure check compares."""
+    net = torchvision.models.resnext50_32x4d().eval()
+    x = photos(64, 64)[:2]
+    with pytest.raises(ac.UserError, match="not the spatial mean of target layer 'layer4.2.bn3'.*GradCAM"):
+        ac.CAM(net, "layer4.2.bn3")(x)
+    # DenseNet applies F.relu(..., inplace=True) to features.norm5 before pooling: the same.
+    dense = torchvision.models.densenet121().eval()
+    with pytest.raises(ac.UserError, match="not the spatial mean of target layer 'features.norm5'"):
+        ac.CAM(dense, "features.norm5")(x)
+    maps = ac.CAM(net, "layer4")(x)  # the block's output is what the pooling reads
+    assert torch.equal(maps, ac.CAM(net)(x))

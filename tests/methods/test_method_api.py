@@ -182,7 +182,9 @@ def test_model_left_clean():
     assert [p.requires_grad for p in model.parameters()] == flags
     assert not model.training
     model.train()
-    ac.GradCAM(model, "layer4")(x)
+    gc = ac.GradCAM(model, "layer4")
+    with pytest.warns(RuntimeWarning, match=r"training mode.*model.eval\(\)"):
+        gc(x)
     assert model.training and _hook_count(model) == 0
 
 
@@ -325,10 +327,10 @@ def test_bad_inputs_give_clear_errors(resnet18, photos_small):
         with pytest.raises(ValueError, match="B=3"):
             cls(resnet18)(photos_small, [[1], [2]])
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), _TupleOut())
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), _TupleOut()).eval()
     with pytest.raises(ValueError, match="4-D tensor"):
         ac.GradCAM(net, "1")(torch.randn(1, 3, 8, 8))
-    unused = _TwoInput()
+    unused = _TwoInput().eval()
     unused.spare = nn.Conv2d(8, 8, 1)  # never called in forward
     with pytest.raises(ValueError, match="'spare' was not called"):
         ac.GradCAM(unused, "spare")((torch.randn(1, 3, 8, 8), torch.randn(1, 4)))
@@ -375,3 +377,53 @@ def test_cuda_maps_match_cpu(resnet18, photos_small, name):
         torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-6 * scale)
     else:  # maps in [0, 1]
         torch.testing.assert_close(got.cpu(), want, rtol=1e-3, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# edges: training mode, empty batches, wrong ranks, bad sizes
+# ------------------------------------------------------------------------------------------
+
+def test_training_mode_warns_once_per_method_object():
+    import warnings
+    model = torchvision.models.resnet18().train()
+    x = photos(32, 32)
+    for cls in ALL:
+        method = _make(cls, model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method(x)
+            method(x)
+        found = [w for w in caught if "training mode" in str(w.message)]
+        assert len(found) == 1 and f"{cls.__name__}: the model is in training mode" in str(found[0].message), cls
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ac.GradCAM(model, "layer4")(x)  # eval mode: silent
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_empty_batch_gives_empty_results(resnet18, cls):
+    x = photos(32, 40)[:0]
+    method = _make(cls, resnet18)
+    out = method(x)
+    assert out.shape[0] == 0 and out.shape[-2:] == (32, 40)
+    assert method(x, top_k=2).shape[:2] == (0, 2)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_wrong_rank_names_x_and_the_expected_shape(resnet18, cls):
+    for bad in (torch.randn(3, 32, 32), torch.randn(1, 2, 3, 32, 32)):
+        with pytest.raises(ac.UserError, match=r"\[B,C,H,W\]") as exc:
+            _make(cls, resnet18)(bad)
+        assert str(list(bad.shape)) in str(exc.value)
+
+
+@pytest.mark.parametrize("cls", [ac.CAM, ac.GradCAM, ac.GradCAMPlusPlus, ac.GuidedGradCAM])
+def test_size_must_be_two_positive_integers(resnet18, cls):
+    x = photos(32, 32)[:1]
+    method = _make(cls, resnet18)
+    for bad in ("12", (9.7, 9.2), (True, 4), 9, (0, 4), (4, -1), (1, 2, 3), np.array([4.5, 4.0])):
+        with pytest.raises(ac.UserError, match="size must be two positive integers"):
+            method(x, size=bad)
+    assert method(x, size=(np.int64(9), 7.0)).shape[-2:] == (9, 7)
+    assert method(x, size=torch.tensor([5, 6])).shape[-2:] == (5, 6)
