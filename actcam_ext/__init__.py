@@ -19,9 +19,10 @@ from .methods import (CAM, ActivationMaps, Deconvnet, Explanation, GradCAM, Grad
                       GuidedGradCAM, Saliency, activation_maps)
 from .ops import native_available, reference
 from .pipeline import ExplainOptions, Explainer, VideoOptions, demo, explain, explain_folder, explain_video
+from .pipeline.activations import save_activations
 from .errors import UserError
 
 __all__ = ["__version__", "native_available", "ops", "reference", "metrics", "render", "UserError",
            "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
            "Explanation", "Explainer", "ExplainOptions", "VideoOptions", "explain", "demo", "explain_folder",
-           "explain_video", "boxes_from_maps", "activation_maps", "ActivationMaps"]
+           "explain_video", "boxes_from_maps", "activation_maps", "ActivationMaps", "save_activations"]
