@@ -30,8 +30,9 @@ def run(args) -> int:
                               input_size=args.input_size, mean=args.mean, std=args.std, progress=not args.quiet)
     if not args.quiet:
         for img in result["images"]:
-            top = ", ".join(str(c) for c in img["channels"][:5])
-            say(f"{img['path']}: layer {img['layer']}, top channels {top}{', ...' if len(img['channels']) > 5 else ''}; "
-                f"{img['label'].split(',')[0]} ({img['class_id']}) is built most from channel {img['class_channels'][0]}")
+            top = ", ".join(str(c) for c in img["channels"][:5]) + (", ..." if len(img["channels"]) > 5 else "")
+            label = img["label"].split(",")[0]
+            say(f"{img['path']}: layer {img['layer']}, top channels {top}; {label} ({img['class_id']}) is built most "
+                f"from channel {img['class_channels'][0]}")
         say(f"wrote {args.out}/{MARKER}" + (" and filters.png" if result["filters"] else ""))
     return 0
