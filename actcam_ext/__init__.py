@@ -15,13 +15,14 @@ The package reads top to bottom, each layer importing only the ones below it::
 from . import metrics, ops, render
 from ._version import __version__
 from .localize import boxes_from_maps
-from .methods import (CAM, Deconvnet, Explanation, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM,
-                      Saliency)
+from .methods import (CAM, ActivationMaps, Deconvnet, Explanation, GradCAM, GradCAMPlusPlus, GuidedBackprop,
+                      GuidedGradCAM, Saliency, activation_maps)
 from .ops import native_available, reference
 from .pipeline import ExplainOptions, Explainer, VideoOptions, demo, explain, explain_folder, explain_video
+from .pipeline.activations import save_activations
 from .errors import UserError
 
 __all__ = ["__version__", "native_available", "ops", "reference", "metrics", "render", "UserError",
            "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
            "Explanation", "Explainer", "ExplainOptions", "VideoOptions", "explain", "demo", "explain_folder",
-           "explain_video", "boxes_from_maps"]
+           "explain_video", "boxes_from_maps", "activation_maps", "ActivationMaps", "save_activations"]

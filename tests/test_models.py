@@ -2,6 +2,7 @@
 local cache, model files, preprocessing and labels."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -87,8 +88,9 @@ def test_model_files(tmp_path):
         load_model(str(tmp_path / "whole.pt"), "cpu")
     model, pre = load_model(str(tmp_path / "whole.pt"), "cpu", optimize=False, allow_pickle=True)
     assert isinstance(model, nn.Sequential) and pre == Preprocess()
-    scripted = torch.jit.trace(net.eval(), torch.zeros(1, 3, 8, 8))
-    scripted.save(str(tmp_path / "scripted.pt"))
+    with warnings.catch_warnings():  # torch.jit's deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.trace(net.eval(), torch.zeros(1, 3, 8, 8)).save(str(tmp_path / "scripted.pt"))
     assert isinstance(load_model(str(tmp_path / "scripted.pt"), "cpu")[0], torch.jit.ScriptModule)
     with pytest.raises(ac.UserError, match="not a whole nn.Module"):
         load_model(str(tmp_path / "weights.pt"), "cpu")

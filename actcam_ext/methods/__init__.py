@@ -6,15 +6,17 @@
 A reader finds a method by what it needs: ``activation`` (CAM: the classifier's weights, no
 gradient), ``gradient`` (Grad-CAM, Grad-CAM++: the target layer's gradients), ``guided``
 (input gradients with ReLU backward rules). ``registry`` maps names to classes. Formulas and
-rules: docs/methods.md.
+rules: docs/methods.md. ``activation_maps`` looks at one layer's channels instead of explaining
+a class (docs/seeing.md).
 """
 
 from ._base import Explanation, LayerMethod, Method
 from .activation import CAM
+from .activation_maps import ActivationMaps, activation_maps
 from .gradient import GradCAM, GradCAMPlusPlus
 from .guided import Deconvnet, GuidedBackprop, GuidedGradCAM, Saliency
 from .registry import ALIASES, HEATMAP_METHODS, METHODS, TITLES, make_method, method_name
 
 __all__ = ["Explanation", "Method", "LayerMethod", "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet",
            "GuidedBackprop", "GuidedGradCAM", "METHODS", "ALIASES", "TITLES", "HEATMAP_METHODS", "method_name",
-           "make_method"]
+           "make_method", "ActivationMaps", "activation_maps"]

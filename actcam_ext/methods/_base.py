@@ -8,6 +8,8 @@ everything else — hooks, targets, the fused ``ops.cam`` — lives here, once.
 
 from __future__ import annotations
 
+import base64
+import html
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .. import ops, targets as _targets
+from .. import ops, render, targets as _targets
 from ..errors import PREFIX, UserError
 from ._hooks import Capture, gradients, run
 from ._layers import LayerRef, resolve_layer
@@ -35,12 +37,57 @@ class Explanation:
         classifier; whatever the model returned otherwise, e.g. a dict).
     heatmaps: for GuidedGradCAM, the Grad-CAM maps its gradients were weighted with (at the
         same sizes as ``maps``); None for the other methods.
+
+    In Jupyter an Explanation shows as a picture of its maps (``_repr_png_``/``_repr_html_``);
+    ``ac.render.show(e, images)`` draws them over the images.
     """
 
     maps: Any
     class_ids: torch.Tensor | None
     logits: Any
     heatmaps: Any = None
+
+    # Jupyter displays an Explanation as a picture. It holds maps but no images, so it draws the
+    # maps themselves (render.show without images); ac.render.show(e, images) overlays them.
+    REPR_IMAGES = 8  # rows drawn; more would make the picture unreadably tall
+
+    def _first_maps(self):
+        """The maps of the first input (the guided family returns a tuple for several inputs)."""
+        return self.maps[0] if isinstance(self.maps, tuple) and self.maps else self.maps
+
+    def _count(self) -> int:
+        first = self._first_maps()
+        if isinstance(first, torch.Tensor):
+            return first.shape[0] if first.dim() else 0
+        return len(first) if isinstance(first, list) else 0
+
+    def _head(self) -> "Explanation | None":
+        """The first REPR_IMAGES images of the explanation, or None when it holds none."""
+        n, k = self._count(), self.REPR_IMAGES
+        if n <= k:
+            return self if n else None
+        cut = tuple(m[:k] for m in self.maps) if isinstance(self.maps, tuple) else self.maps[:k]
+        return Explanation(cut, self.class_ids[:k] if self.class_ids is not None else None, None)
+
+    def _repr_png_(self) -> bytes | None:
+        """The maps as a PNG: a row per image (the first REPR_IMAGES), a column per class, heatmaps
+        in JET and input gradients as ``render.guided_picture`` (``render.show`` without images)."""
+        head = self._head()
+        return None if head is None else render.png_bytes(render.show(head))
+
+    def _repr_html_(self) -> str | None:
+        """The ``_repr_png_`` picture inline, with a line saying what it shows."""
+        png = self._repr_png_()
+        if png is None:
+            return None
+        first, n = self._first_maps(), self._count()
+        shape = list(first.shape) if isinstance(first, torch.Tensor) else f"{n} per-image maps"
+        note = f"Explanation: maps {shape}" + (f", the first {self.REPR_IMAGES} images drawn" if n > self.REPR_IMAGES
+                                               else "")
+        note += "; ac.render.show(e, images) overlays them on the images"
+        data = base64.b64encode(png).decode("ascii")
+        return (f'<figure style="margin:0"><img src="data:image/png;base64,{data}" alt="{html.escape(note)}">'
+                f"<figcaption><small>{html.escape(note)}</small></figcaption></figure>")
 
 
 def detach_output(output):
