@@ -178,7 +178,8 @@ def test_memory_stays_flat_on_a_long_video(tmp_path):
     assert peaks[2000] - peaks[100] < 20, peaks
 
 
-def test_ctrl_c_finalises_the_output(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_finalises_the_output(tmp_path, sig, code):
     src = make_clip(tmp_path / "long.avi", frames=300, size=(W, H))
     out = tmp_path / "int.mp4"
     p = subprocess.Popen(ACTCAM + ["video", src, str(out), "--batch", "4", "--quiet"],
@@ -189,11 +190,71 @@ def test_ctrl_c_finalises_the_output(tmp_path):
         if tmp and tmp[0].stat().st_size > 20_000:
             break
         time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
+    assert p.returncode == code, err
     got, fps = _frames(out)
     assert 0 < len(got) < 300 and fps == pytest.approx(24.0)
     assert f"interrupted: output finalised with the {len(got)} frames done" in err
     assert f"{300 - len(got)} frames not processed" in err
     assert _no_temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_odd_frame_size_is_kept_or_said(explainer, tmp_path, suffix):
+    """mp4v stores even sizes only: an .avi output keeps 151x91 exactly (MJPEG); an .mp4 output
+    is 150x90, and the summary and the CLI say what changed."""
+    src = tmp_path / "odd_exact.avi"
+    writer = cv2.VideoWriter(str(src), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (151, 91))
+    for i in range(6):
+        writer.write(cv2.resize(skimage_frame(i), (151, 91)))
+    writer.release()
+    assert _frames(src)[0][0].shape == (91, 151, 3)
+    out = tmp_path / f"o{suffix}"
+    s = explain_video(src, out, explainer, VideoOptions(batch=4))
+    got, fps = _frames(out)
+    assert len(got) == 6 and fps == pytest.approx(FPS)
+    if suffix == ".avi":
+        assert got[0].shape == (91, 151, 3) and s.cropped_from is None and (s.width, s.height) == (151, 91)
+        assert not s.notable
+    else:
+        assert got[0].shape == (90, 150, 3) and s.cropped_from == (151, 91)
+        assert "the input is 151x91, an odd size" in s.line() and "cropped to 150x90" in s.line()
+
+
+def skimage_frame(i: int) -> np.ndarray:
+    import skimage.data
+    img = skimage.data.astronaut()[:, :, ::-1]
+    return np.ascontiguousarray(img[i * 10:, i * 12:])
+
+
+def test_frames_of_another_size_are_resized_and_counted(tmp_path):
+    """A stream whose resolution changes: OpenCV's image-sequence reader hands over frames of their
+    own sizes; the decoder resizes them to the first frame's, so batches and the writer keep one
+    size, and counts them for the summary."""
+    import queue
+    import threading
+    from actcam_ext.pipeline.video import _END, _Decoder
+    for i in range(6):
+        size = (160, 90) if i < 3 else (200, 120)
+        cv2.imwrite(str(tmp_path / f"f{i:03d}.png"), cv2.resize(skimage_frame(i), size))
+    cap = cv2.VideoCapture(str(tmp_path / "f%03d.png"), cv2.CAP_IMAGES)
+    ok, first = cap.read()
+    q = queue.Queue(maxsize=16)
+    dec = _Decoder(cap, first, q, threading.Event())
+    dec.start()
+    dec.join(timeout=30)
+    frames = []
+    while (item := q.get()) is not _END:
+        frames.append(item)
+    assert len(frames) == 6 and all(f.shape == (90, 160, 3) for f in frames) and dec.resized == 3
+
+
+def test_output_is_the_input_or_unwritable(clip, explainer, tmp_path):
+    with pytest.raises(ac.UserError, match="is the input video"):
+        explain_video(clip, clip, explainer)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(ac.UserError, match="cannot write video .*: (Not a directory|File exists)"):
+        explain_video(clip, blocker / "out.mp4", explainer)
+    assert os.path.getsize(clip) > 0 and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
