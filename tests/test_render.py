@@ -217,3 +217,26 @@ def test_png_bytes_round_trip(photos):
     grey = (np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)
     assert np.array_equal(cv2.imdecode(np.frombuffer(render.png_bytes(grey), np.uint8), cv2.IMREAD_UNCHANGED), grey)
 
+
+
+def test_contact_sheet_wraps_into_rows_and_shrinks_panoramas():
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    one_row = ac.render.contact_sheet(rgb, [rgb] * 3, ["a", "b", "c"])
+    assert one_row.shape[0] == ac.render.SHEET_HEIGHT + 26  # tiles + caption bar, one row
+    many = ac.render.contact_sheet(rgb, [rgb] * 250, [str(i) for i in range(250)])
+    assert many.shape[1] <= ac.render.MAX_SHEET_WIDTH and many.shape[0] < 65500
+    assert cv2.imencode(".jpg", many)[0]  # JPEG's size limit holds
+    panorama = np.zeros((100, 20000, 3), np.uint8)
+    wide = ac.render.contact_sheet(panorama, [panorama], ["x"])
+    assert wide.shape[1] <= ac.render.MAX_SHEET_WIDTH
+    with pytest.raises(ac.UserError, match="one caption per picture"):
+        ac.render.contact_sheet(rgb, [rgb], [])
+
+
+def test_draw_box_and_heatmap_picture():
+    pic = np.zeros((60, 80, 3), np.uint8)
+    ac.render.draw_box(pic, [10, 5, 30, 25])
+    assert (pic[5, 10:30] == ac.render.BOX_RGB).all() and pic[40, 60].sum() == 0
+    assert ac.render.draw_box(np.zeros((4, 4, 3), np.uint8), [0, 0, 0, 0]).sum() == 0  # empty box: nothing
+    m = torch.tensor([[0.0, 0.5, 1.0, float("nan")]])
+    assert ac.render.heatmap_picture(m).tolist() == [[0, 127, 255, 0]]

@@ -110,6 +110,10 @@ class Explainer:
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise UserError(f"{PREFIX}the model must return class logits [batch, classes], it returned {got}")
+        if not bool(torch.isfinite(out).all()):
+            bad = int((~torch.isfinite(out)).any(dim=1).nonzero()[0, 0])
+            raise UserError(f"{PREFIX}the model returned NaN or infinite logits (image {bad} of the batch); check the "
+                            "model and its input normalisation (--mean/--std)")
         if self._labels is None:
             self._labels = labels_for(out.shape[1]) or ()
         return out.float()

@@ -176,6 +176,9 @@ def bad_files(tmp_path_factory):
     cv2.imwrite(str(d / "deep.png"), rgb.astype(np.uint16) * 257)
     (d / "text.png").write_text("not an image")
     (d / "folder.jpg").mkdir()
+    # A model whose logits are NaN: one line, and no results.json holding NaN (not JSON).
+    torch.save(nn.Sequential(nn.Conv2d(3, 4, 8, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, 10), _NaN()).eval(), d / "nan.pt")
     # A whole pickled model without global pooling: CAM cannot apply (Grad-CAM could).
     torch.save(nn.Sequential(nn.Conv2d(3, 4, 8, stride=8), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 28 * 28, 10)),
                d / "nogap.pt")
@@ -186,6 +189,11 @@ def bad_files(tmp_path_factory):
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.trace(gap, torch.zeros(1, 3, 224, 224)).save(str(d / "scripted.pt"))
     return d
+
+
+class _NaN(nn.Module):
+    def forward(self, x):
+        return x * float("nan")
 
 
 BAD = [
@@ -214,6 +222,7 @@ BAD = [
     ("torchscript", ["{cat}", "--model", "{d}/scripted.pt"], "TorchScript does not support"),
     ("cam without gap", ["{cat}", "--method", "cam", "--model", "{d}/nogap.pt", "--allow-pickle"], "use GradCAM"),
     ("pickle refused", ["{cat}", "--model", "{d}/nogap.pt"], "is a pickled nn.Module, and unpickling it runs code"),
+    ("nan logits", ["{cat}", "--model", "{d}/nan.pt", "--allow-pickle"], "NaN or infinite logits (image 0"),
     ("too many pixels", ["{cat}", "--max-pixels", "1000"], "451x300 = 0.1 megapixels, above the limit"),
 ]
 
@@ -280,3 +289,16 @@ def test_usage_errors_are_one_line(capsys):
             cli.main(argv)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and ": error: " in err, (argv, err)
+
+
+def test_many_classes_lay_the_sheet_out_in_rows(tmp_path, capsys):
+    """--top-k 200: a one-row sheet would pass JPEG's 65,500-pixel limit; the sheet wraps."""
+    img = tmp_path / "small.png"
+    import skimage.data
+    cv2.imwrite(str(img), cv2.resize(skimage.data.coffee(), (48, 32))[:, :, ::-1])
+    rc, _, err = _run_cli(["explain", str(img), "--top-k", "200", "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 0, err
+    result = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert len(result["images"][0]["predictions"]) == 200
+    sheet = cv2.imread(str(tmp_path / "o" / result["images"][0]["sheet"]))
+    assert sheet is not None and max(sheet.shape[:2]) <= 65500 and sheet.shape[1] <= ac.render.MAX_SHEET_WIDTH
