@@ -22,7 +22,8 @@ from ..errors import PREFIX, UserError
 from ._hooks import Capture, gradients, run
 from ._layers import LayerRef, resolve_layer
 
-__all__ = ["Explanation", "Method", "LayerMethod", "as_inputs", "batch_and_size", "cam_at_sizes", "detach_output"]
+__all__ = ["Explanation", "Method", "LayerMethod", "as_inputs", "batch_and_size", "cam_at_sizes", "detach_output",
+           "uncompiled"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,10 +161,25 @@ def cam_at_sizes(A: torch.Tensor, weights: torch.Tensor, size):
     return maps
 
 
+def uncompiled(model):
+    """The eager module behind a ``torch.compile``d one (itself otherwise).
+
+    A compiled module runs the graph it traced, which does not see forward hooks added after it
+    was compiled, and tracing a hook that swaps tensors and turns autograd on would fall back to
+    eager anyway. The methods therefore run the original module: the same parameters, the same
+    outputs, in either call order (explained first or compiled and run first).
+    """
+    orig = getattr(model, "_orig_mod", None)
+    return orig if isinstance(model, nn.Module) and isinstance(orig, nn.Module) else model
+
+
 class Method:
-    """A reusable explanation method bound to a model; hooks live for one call only."""
+    """A reusable explanation method bound to a model; hooks live for one call only.
+
+    A ``torch.compile``d model is explained through the module it compiled (``uncompiled``)."""
 
     def __init__(self, model: nn.Module):
+        model = uncompiled(model)
         if not isinstance(model, nn.Module):
             raise UserError(f"{PREFIX}model must be an nn.Module, got {type(model).__name__}")
         if isinstance(model, torch.jit.ScriptModule):
@@ -206,7 +222,7 @@ class LayerMethod(Method):
 
     def __init__(self, model: nn.Module, target_layer=None):
         super().__init__(model)
-        self.layer: LayerRef = resolve_layer(model, target_layer)
+        self.layer: LayerRef = resolve_layer(self.model, target_layer)
 
     @property
     def target_layer(self) -> nn.Module:

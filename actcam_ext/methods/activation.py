@@ -30,13 +30,13 @@ class CAM(LayerMethod):
     def __init__(self, model: nn.Module, target_layer=None, fc_layer=None):
         super().__init__(model, target_layer)
         if fc_layer is None:
-            found = last_of(model, nn.Linear)
+            found = last_of(self.model, nn.Linear)
             if found is None:
                 raise UserError(f"{PREFIX}CAM needs a final nn.Linear after global average pooling and the model "
                                 "has none; use GradCAM, which works on any architecture")
             self.fc_layer, self.fc_layer_name = found
         else:
-            self.fc_layer, self.fc_layer_name = find_module(model, fc_layer, "fc_layer")
+            self.fc_layer, self.fc_layer_name = find_module(self.model, fc_layer, "fc_layer")
             if not isinstance(self.fc_layer, nn.Linear):
                 raise UserError(f"{PREFIX}fc_layer {self.fc_layer_name!r} must be an nn.Linear, "
                                 f"got {type(self.fc_layer).__name__}")

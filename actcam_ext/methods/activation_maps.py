@@ -30,7 +30,7 @@ import torch.nn as nn
 from .. import render, targets as _targets
 from .._validate import positive_int
 from ..errors import PREFIX, UserError
-from ._base import as_inputs
+from ._base import uncompiled, as_inputs
 from ._hooks import Capture, gradients, run
 from ._layers import resolve_layer
 
@@ -125,6 +125,7 @@ def activation_maps(model: nn.Module, x, layer=None, top: int = 16, order: str =
     lower channel index. Hooks are removed and grad mode restored whatever happens; no
     parameter gradient is computed and the model's mode and flags are left as they were.
     """
+    model = uncompiled(model)
     _check_model(model)
     top = positive_int(top, "top")
     _check_order(order, targets)
