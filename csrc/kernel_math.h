@@ -7,6 +7,7 @@
 // so our maps match the torch chain to float rounding, for up- and downsampling alike.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -44,10 +45,31 @@ ACTCAM_HOST_DEVICE BilinearTap bilinear_tap(float scale, int64_t dst, int64_t in
 }
 
 // Min-max normalisation treats a map as constant when its spread is within float rounding
-// of its largest magnitude (DESIGN.md): such a map becomes zeros instead of amplified noise.
+// of its largest magnitude (docs/ops.md): such a map becomes zeros instead of amplified noise.
+// A subnormal spread counts as constant too: its reciprocal would overflow to inf, and
+// (v - lo) * inf turns the pixel at the minimum into 0 * inf = NaN.
 ACTCAM_HOST_DEVICE bool is_constant_map(float lo, float hi) {
-  return hi - lo <= 1e-6f * fmaxf(fabsf(lo), fabsf(hi));
+  const float spread = hi - lo;
+  return spread <= 1e-6f * fmaxf(fabsf(lo), fabsf(hi)) || spread < FLT_MIN;
 }
+
+// v -> (v * scale - shift) * inv: (v - lo) / (hi - lo) for a finite map that is not constant,
+// as a multiplication by the reciprocal. When hi - lo exceeds the float range (lo and hi of
+// opposite signs near the limits), every term is taken at half scale, where it is finite.
+struct MinMaxScale {
+  float scale, shift, inv;
+};
+
+ACTCAM_HOST_DEVICE MinMaxScale minmax_scale(float lo, float hi) {
+  const float scale = hi - lo > FLT_MAX ? 0.5f : 1.f;  // the spread overflowed to inf
+  MinMaxScale m;
+  m.scale = scale;
+  m.shift = lo * scale;
+  m.inv = 1.f / (hi * scale - lo * scale);
+  return m;
+}
+
+ACTCAM_HOST_DEVICE float minmax_apply(const MinMaxScale& m, float v) { return (v * m.scale - m.shift) * m.inv; }
 
 // Colour index floor(255 * v) clamped to 0..255: what np.uint8(255 * map) gives for maps in
 // [0, 1]. NaN (and anything negative) maps to 0, +inf to 255.

@@ -1,6 +1,6 @@
 """Pure-torch versions of the native ops: the fallback and the test oracle.
 
-Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (docs/design.md)
+Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (docs/ops.md)
 and is written to be obviously right rather than fast. They are never registered as the op.
 """
 
@@ -16,15 +16,19 @@ CONSTANT_MAP_RTOL = 1e-6
 
 
 def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each map (last two dims) to [0, 1]; constant maps become zeros.
+    """Scale each map (last two dims) to [0, 1]: (map - min) / (max - min).
 
+    A constant map becomes zeros: one whose spread max - min is at most CONSTANT_MAP_RTOL
+    times its largest magnitude, or subnormal (below ``torch.finfo(dtype).tiny``). A spread
+    beyond the dtype's range is taken at half scale, so finite maps always give finite values.
     A map holding any NaN or inf has no meaningful scale and comes out all NaN.
     """
     lo = maps.amin(dim=(-2, -1), keepdim=True)
     hi = maps.amax(dim=(-2, -1), keepdim=True)
     spread = hi - lo
-    constant = spread <= CONSTANT_MAP_RTOL * torch.maximum(lo.abs(), hi.abs())
-    out = torch.where(constant, torch.zeros_like(maps), (maps - lo) / spread)
+    constant = (spread <= CONSTANT_MAP_RTOL * torch.maximum(lo.abs(), hi.abs())) | (spread < torch.finfo(maps.dtype).tiny)
+    scale = torch.where(spread > torch.finfo(maps.dtype).max, 0.5, 1.0).to(maps.dtype)
+    out = torch.where(constant, torch.zeros_like(maps), (maps * scale - lo * scale) / (hi * scale - lo * scale))
     non_finite = ~torch.isfinite(maps).all(dim=-1, keepdim=True).all(dim=-2, keepdim=True)
     return out.masked_fill(non_finite, float("nan"))
 

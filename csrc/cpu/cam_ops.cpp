@@ -130,13 +130,13 @@ std::vector<int64_t> extreme_rows(const std::vector<BilinearTap>& ytaps) {
   return rows;
 }
 
-// out[i] = clamp((a * r0[i] + b * r1[i] - lo) * inv_spread, 0, 1): one output row, resized and
+// out[i] = clamp(minmax_apply(a * r0[i] + b * r1[i]), 0, 1): one output row, resized and
 // normalised in one pass. The clamp absorbs the rounding by which a row between two extreme
 // rows can land a few ulp outside their range.
-void blend_rows_normalized(float a, const float* __restrict r0, float b, const float* __restrict r1, float lo,
-                           float inv_spread, float* __restrict out, int64_t n) {
+void blend_rows_normalized(float a, const float* __restrict r0, float b, const float* __restrict r1,
+                           const MinMaxScale mm, float* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = (a * r0[i] + b * r1[i] - lo) * inv_spread;
+    const float v = minmax_apply(mm, a * r0[i] + b * r1[i]);
     out[i] = v < 0.f ? 0.f : (v > 1.f ? 1.f : v);
   }
 }
@@ -197,11 +197,10 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
         std::fill(o_map, o_map + H * W, range.non_finite() ? std::numeric_limits<float>::quiet_NaN() : 0.f);
         continue;
       }
-      const float inv_spread = 1.f / (hi - lo);
+      const MinMaxScale mm = minmax_scale(lo, hi);
       for (int64_t Y = 0; Y < H; ++Y) {
         const BilinearTap& t = ytaps[Y];
-        blend_rows_normalized(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, lo, inv_spread,
-                              o_map + Y * W, W);
+        blend_rows_normalized(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, mm, o_map + Y * W, W);
       }
     }
   });

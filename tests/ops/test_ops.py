@@ -149,6 +149,44 @@ def test_cam_constant_map_gives_zeros(device):
     assert torch.equal(out, torch.zeros_like(out))
 
 
+# Maps whose spread is at the edges of the float32 range: a subnormal spread (1 / spread
+# overflows to inf), the smallest normal spread, and a spread beyond the float32 range.
+EXTREME_SPREADS = [
+    ("subnormal_spread_at_zero", [[0.0, 1e-40], [0.0, 0.0]]),
+    ("smallest_subnormal", [[0.0, 1.4e-45], [1.4e-45, 0.0]]),
+    ("subnormal_spread_of_normals", [[1e-38, 1.0000001e-38], [1e-38, 1e-38]]),
+    ("just_normal_spread", [[0.0, 2e-38], [1e-38, 0.0]]),
+    ("spread_beyond_float32", [[-3e38, 3e38], [0.0, 1e38]]),
+    ("spread_beyond_float32_at_the_limits", [[-3.4e38, 3.4e38], [-3.4e38, 3.4e38]]),
+]
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("size", [(2, 2), (5, 7), (1, 1)])
+@pytest.mark.parametrize("name,values", EXTREME_SPREADS, ids=[e[0] for e in EXTREME_SPREADS])
+def test_cam_extreme_spread_stays_finite(device, name, values, size, relu):
+    """Finite input never gives NaN: a subnormal spread counts as a constant map (zeros), and a
+    spread beyond the float32 range still normalises to [0, 1]."""
+    A = torch.tensor(values, device=device).view(1, 1, 2, 2)
+    w = torch.ones(1, 1, device=device)
+    got = ac.ops.cam(A, w, size, relu=relu)
+    want = reference.cam(A, w, size, relu=relu)
+    assert want.isfinite().all(), want
+    assert got.isfinite().all(), got
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.min() >= 0 and got.max() <= 1
+
+
+def test_cam_subnormal_maps_are_constant(device):
+    """Every map of subnormal values has a subnormal spread: zeros, on every path."""
+    A = _randn(3, 4, 6, 5, device=device, seed=11) * 1e-41
+    w = _randn(3, 2, 4, device=device, seed=12).abs()
+    for relu in (True, False):
+        got = ac.ops.cam(A, w, (9, 4), relu=relu)
+        assert torch.equal(got, torch.zeros_like(got))
+        assert torch.equal(reference.cam(A, w, (9, 4), relu=relu), got)
+
+
 def test_cam_nan_and_inf_follow_the_reference(device):
     """Documented behaviour: a NaN or inf in a map's inputs makes that normalised map all NaN."""
     A = _randn(3, 4, 5, 5, device=device, seed=9)
