@@ -29,9 +29,14 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
     float32/float16/bfloat16, any strides. Returns float32 [B,H,W] or [B,C,H,W] with
     ``size=(H, W)``: sum_k weights[k] * activations[k] accumulated in float32, then ReLU (if
     ``relu``), bilinear resize as F.interpolate(mode="bilinear", align_corners=False), then
-    per-map min-max to [0, 1] (if ``normalize``); a constant map gives zeros. With ``normalize``,
-    a map that holds a NaN or inf after resizing comes out all NaN (it has no scale); without
-    it, non-finite values pass through as the torch chain computes them.
+    per-map min-max to [0, 1] (if ``normalize``); a constant map (spread within 1e-6 of its
+    largest magnitude, or subnormal) gives zeros, and finite input never gives NaN.
+
+    Non-finite values: each output pixel reads four pixels of the low-resolution map (after
+    ReLU), its two bilinear taps along each axis, a tap of weight 0 included. Without
+    ``normalize``, an output pixel is non-finite exactly when one of those four is, and every
+    other pixel is finite and equals the torch chain; with ``normalize``, a map with such a
+    pixel comes out all NaN (it has no scale).
     """
     size = [int(s) for s in size]
     if _use_native("cam", activations.device):

@@ -203,6 +203,51 @@ def test_cam_nan_and_inf_follow_the_reference(device):
     torch.testing.assert_close(raw, reference.cam(A, w, (10, 10), normalize=False), equal_nan=True)
 
 
+NON_FINITE_SHAPES = [  # (h, w, H, W)
+    (4, 4, 4, 8),     # rows kept at their size (F.interpolate copies such an axis)
+    (4, 4, 4, 4),     # no resize at all
+    (4, 4, 12, 12),   # factor 3: interior taps of weight 0
+    (5, 7, 11, 13),
+    (8, 6, 3, 2),     # downsampling: some low-res pixels are read by no output pixel
+    (1, 1, 3, 5),
+    (3, 1, 1, 4),
+]
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("h,w,H,W", NON_FINITE_SHAPES)
+def test_cam_non_finite_contract(device, h, w, H, W, relu):
+    """The documented non-finite rule: with normalize=False an output pixel is non-finite exactly
+    when one of the low-resolution pixels its bilinear taps read (weight 0 included) is
+    non-finite, and every other pixel is finite and equals the reference; with normalize=True a
+    map is all NaN exactly when it has such a pixel."""
+    from _oracle import low_res_map, source_nonfinite
+
+    g = torch.Generator().manual_seed(h * 1000 + w * 100 + H * 10 + W)
+    B, K = 6, 3
+    A = torch.randn(B, K, h, w, generator=g)
+    for b, value in enumerate([float("nan"), float("inf"), -float("inf"), float("nan"), float("inf")]):
+        A[b, b % K, torch.randint(h, (1,), generator=g), torch.randint(w, (1,), generator=g)] = value
+    weights = torch.rand(B, 2, K, generator=g) + 0.5
+    weights[4, 1, 1] = 0.0  # 0 * inf in the channel sum
+    A, weights = A.to(device), weights.to(device)
+    nbhd = source_nonfinite(low_res_map(A, weights, relu), (H, W))
+    assert nbhd.any() and not nbhd.all()
+
+    got = ac.ops.cam(A, weights, (H, W), relu=relu, normalize=False)
+    want = reference.cam(A, weights, (H, W), relu=relu, normalize=False)
+    assert torch.equal(~got.isfinite(), nbhd)
+    assert not (~want.isfinite() & ~nbhd).any()
+    torch.testing.assert_close(got[~nbhd], want[~nbhd], rtol=1e-5, atol=1e-5)
+
+    got = ac.ops.cam(A, weights, (H, W), relu=relu)
+    all_nan = nbhd.flatten(2).any(-1)
+    assert torch.equal(got.isnan().flatten(2).all(-1), all_nan)
+    assert got[~all_nan].isfinite().all()
+    torch.testing.assert_close(got, reference.cam(A, weights, (H, W), relu=relu), rtol=1e-5, atol=1e-5,
+                               equal_nan=True)
+
+
 def test_cam_empty_batch(device):
     out = ac.ops.cam(torch.zeros(0, 8, 7, 7, device=device), torch.zeros(0, 8, device=device), (10, 12))
     assert out.shape == (0, 10, 12)
