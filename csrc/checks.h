@@ -32,6 +32,10 @@ struct CamShape {
 };
 
 inline CamShape check_cam(const at::Tensor& activations, const at::Tensor& weights, at::IntArrayRef size) {
+  // size first: the Python wrapper validates it before it reaches a kernel, so this order
+  // gives the same first error on every path.
+  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
+  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
   check_float(activations, "activations");
   check_float(weights, "weights");
   check_rank(activations, "activations", 4, "[B,K,h,w]");
@@ -50,8 +54,6 @@ inline CamShape check_cam(const at::Tensor& activations, const at::Tensor& weigh
   TORCH_CHECK_VALUE(weights.size(-1) == s.K, "actcam: weights must have K=", s.K,
                     " channels in its last dimension (activations is ", activations.sizes(), "), got shape ",
                     weights.sizes());
-  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
-  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
   s.per_class = weights.dim() == 3;
   s.C = s.per_class ? weights.size(1) : 1;
   s.H = size[0];

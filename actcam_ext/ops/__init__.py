@@ -38,9 +38,9 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
     other pixel is finite and equals the torch chain; with ``normalize``, a map with such a
     pixel comes out all NaN (it has no scale).
     """
-    size = [int(s) for s in size]
+    size = _checks.cam_size(size)
     if _use_native("cam", activations.device):
-        return torch.ops.actcam.cam.default(activations, weights, size, relu, normalize)
+        return torch.ops.actcam.cam.default(activations, weights, list(size), relu, normalize)
     return reference.cam(activations, weights, size, relu, normalize)
 
 

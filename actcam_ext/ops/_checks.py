@@ -4,6 +4,7 @@ They say the same things as csrc/checks.h, so a user gets the same ValueError wh
 path runs: the native kernel, the fallback, or torch.compile's tracing.
 """
 
+import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -27,8 +28,29 @@ def _same_device(an: str, a: torch.Tensor, bn: str, b: torch.Tensor) -> None:
         raise ValueError(f"actcam: {an} and {bn} must be on the same device, got {a.device} and {b.device}")
 
 
+def _is_integer(s) -> bool:
+    # bool is an int subclass (and np.bool_ is no np.integer): True is not a size
+    return (isinstance(s, (int, np.integer, torch.SymInt)) and not isinstance(s, bool))
+
+
+def cam_size(size) -> tuple:
+    """Validate cam's size: a tuple or list (torch.Size too) of two positive integers (Python
+    ints, numpy integer scalars or symbolic ints while tracing); return it as a tuple.
+
+    Anything else (a string, floats, bools, a single int, None, an array or tensor) raises a
+    ValueError naming size, never a silent conversion.
+    """
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_is_integer(s) for s in size):
+        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
+    H, W = (s if isinstance(s, (int, torch.SymInt)) else int(s) for s in size)
+    if H <= 0 or W <= 0:
+        raise ValueError(f"actcam: size must be positive, got {[H, W]}")
+    return H, W
+
+
 def cam(activations, weights, size) -> tuple:
-    """Validate cam's arguments; return the output shape."""
+    """Validate cam's arguments, size first (as the op wrapper and csrc/checks.h do); return the output shape."""
+    H, W = cam_size(size)
     _float("activations", activations)
     _float("weights", weights)
     _rank("activations", activations, (4,), "[B,K,h,w]")
@@ -44,12 +66,6 @@ def cam(activations, weights, size) -> tuple:
         raise ValueError(
             f"actcam: weights must have K={K} channels in its last dimension (activations is "
             f"{list(activations.shape)}), got shape {list(weights.shape)}")
-    size = tuple(size) if isinstance(size, (list, tuple)) else size
-    if not isinstance(size, tuple) or len(size) != 2:
-        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
-    H, W = size
-    if H <= 0 or W <= 0:
-        raise ValueError(f"actcam: size must be positive, got {list(size)}")
     if weights.dim() == 2:
         return (B, H, W)
     return (B, weights.shape[1], H, W)

@@ -374,6 +374,68 @@ def test_bad_input_raises_clear_error(device, impl, op, make_args, pattern):
         fn(*make_args(device))
 
 
+BAD_SIZES = [
+    ("12", r"size must be two integers"),
+    ((9.7, 9.2), r"size must be two integers"),
+    ([9.0, 9], r"size must be two integers"),
+    ((True, 4), r"size must be two integers"),
+    ((4, np.bool_(True)), r"size must be two integers"),
+    (9, r"size must be two integers"),
+    (None, r"size must be two integers"),
+    (np.array([9, 9]), r"size must be two integers"),
+    (torch.tensor([9, 9]), r"size must be two integers"),
+    ((torch.tensor(9), 9), r"size must be two integers"),
+    ((9, 9, 9), r"size must be two integers"),
+    ((9,), r"size must be two integers"),
+    ("ab", r"size must be two integers"),
+    ((0, 4), r"size must be positive"),
+    ([4, -3], r"size must be positive"),
+    ((np.int64(-1), 4), r"size must be positive"),
+]
+
+
+def _cam_path(path: str, A, w, size):
+    """ac.ops.cam (or the reference) on one of its paths: native kernel, reference, fallback
+    (meta tensors, no kernel), and fake tensors (what torch.compile traces with)."""
+    if path == "native":
+        return ac.ops.cam(A, w, size)
+    if path == "reference":
+        return reference.cam(A, w, size)
+    if path == "fallback":
+        return ac.ops.cam(A.to("meta"), w.to("meta"), size)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode() as mode:
+        return ac.ops.cam(mode.from_tensor(A), mode.from_tensor(w), size)
+
+
+@pytest.mark.filterwarnings("ignore:actcam. cam on meta runs the pure-torch fallback")
+@pytest.mark.parametrize("path", ["native", "reference", "fallback", "fake"])
+@pytest.mark.parametrize("size,pattern", BAD_SIZES, ids=[repr(b[0]).replace(" ", "") for b in BAD_SIZES])
+def test_cam_size_must_be_two_positive_integers(path, size, pattern):
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=pattern):
+        _cam_path(path, A, w, size)
+
+
+@pytest.mark.parametrize("size", [[0, 4], [4, -3]])
+def test_cam_fake_kernel_checks_size(size):
+    """The fake kernel itself (the raw op under fake tensors) names size like the C++ kernel."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.ops.actcam.cam.default(A, w, size)
+    with FakeTensorMode() as mode, pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.ops.actcam.cam.default(mode.from_tensor(A), mode.from_tensor(w), size)
+
+
+@pytest.mark.filterwarnings("ignore:actcam. cam on meta runs the pure-torch fallback")
+@pytest.mark.parametrize("path", ["native", "reference", "fallback", "fake"])
+def test_cam_size_accepts_integer_sequences(path):
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    for size in [(5, 6), [5, 6], torch.Size([5, 6]), (np.int64(5), np.int32(6))]:
+        assert tuple(_cam_path(path, A, w, size).shape) == (2, 5, 6)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("op", ["cam", "gradcampp_weights", "overlay"])
 def test_tensors_on_different_devices(op):
