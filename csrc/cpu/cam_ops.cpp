@@ -130,6 +130,32 @@ std::vector<int64_t> extreme_rows(const std::vector<BilinearTap>& ytaps) {
   return rows;
 }
 
+// The source rows that some output row reads, in increasing order, and every output row's
+// vertical taps renumbered as slots into that list. The horizontal pass resizes only these
+// rows, at most min(h, 2H) of them, so its scratch is bounded by the output's size instead of
+// growing with h x W (a tall map downsampled to a wide one).
+struct RowSlots {
+  std::vector<int64_t> src;         // slot -> source row
+  std::vector<BilinearTap> taps;    // per output row: i0, i1 are slots
+};
+
+RowSlots row_slots(const std::vector<BilinearTap>& ytaps, int64_t h) {
+  RowSlots r;
+  std::vector<int64_t> slot(h, -1);
+  r.taps = ytaps;
+  for (BilinearTap& t : r.taps) {
+    // i0 and i1 never decrease with the output row, so the slots come out in increasing order.
+    for (int64_t* i : {&t.i0, &t.i1}) {
+      if (slot[*i] < 0) {
+        slot[*i] = static_cast<int64_t>(r.src.size());
+        r.src.push_back(*i);
+      }
+      *i = slot[*i];
+    }
+  }
+  return r;
+}
+
 // out[i] = clamp(minmax_apply(a * r0[i] + b * r1[i]), 0, 1): one output row, resized and
 // normalised in one pass. The clamp absorbs the rounding by which a row between two extreme
 // rows can land a few ulp outside their range.
@@ -154,21 +180,25 @@ void cam_cpu_impl(const at::Tensor& A, const at::Tensor& wf, const CamShape& s, 
   const float scale_y = bilinear_scale(h, H), scale_x = bilinear_scale(w, W);
   for (int64_t Y = 0; Y < H; ++Y) ytaps[Y] = bilinear_tap(scale_y, Y, h);
   for (int64_t X = 0; X < W; ++X) xtaps[X] = bilinear_tap(scale_x, X, w);
+  const RowSlots slots = row_slots(ytaps, h);
+  const int64_t n_rows = static_cast<int64_t>(slots.src.size());
+  ytaps = slots.taps;  // from here on, i0 and i1 index the resized rows below
 
   const std::vector<int64_t> extremes = extreme_rows(ytaps);
 
   at::parallel_for(0, s.B * s.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> low(h * w), rows(h * W), scratch(W);
+    std::vector<float> low(h * w), rows(n_rows * W), scratch(W);
     for (int64_t m = begin; m < end; ++m) {
       const int64_t b = m / s.C;
       channel_sum(a_ptr + b * sb, sk, sh, sw, s.K, h, w, w_ptr + m * s.K, low.data());
       if (relu) {
         for (float& v : low) v = v < 0.f ? 0.f : v;  // written so that NaN passes through
       }
-      // Separable resize: every low-res row to width W, then blend two rows per output row.
-      for (int64_t y = 0; y < h; ++y) {
-        const float* src = low.data() + y * w;
-        float* r = rows.data() + y * W;
+      // Separable resize: every source row that is read to width W, then blend two rows per
+      // output row.
+      for (int64_t j = 0; j < n_rows; ++j) {
+        const float* src = low.data() + slots.src[j] * w;
+        float* r = rows.data() + j * W;
         for (int64_t X = 0; X < W; ++X) {
           const BilinearTap& t = xtaps[X];
           r[X] = t.l0 * src[t.i0] + t.l1 * src[t.i1];
