@@ -1,7 +1,8 @@
 """The fused ops: thin wrappers over ``torch.ops.actcam.*`` with a pure-torch fallback.
 
-Each op calls the native kernel when one is registered for the input's device, else the
-reference in ``actcam_ext.reference`` (with a one-time RuntimeWarning). The fake kernels
+Each op validates its arguments (``_checks``: a ValueError naming the argument), then calls
+the native kernel when one is registered for the input's device, else the reference in
+``actcam_ext.reference`` (with a one-time RuntimeWarning). The fake kernels
 below give output shapes and dtypes without computing, so torch.compile(fullgraph=True)
 and torch.export trace through the ops; they run the same argument checks as the kernels.
 """
@@ -38,14 +39,15 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
     other pixel is finite and equals the torch chain; with ``normalize``, a map with such a
     pixel comes out all NaN (it has no scale).
     """
-    size = _checks.cam_size(size)
+    size = list(_checks.cam(activations, weights, size, relu, normalize)[-2:])
     if _use_native("cam", activations.device):
-        return torch.ops.actcam.cam.default(activations, weights, list(size), relu, normalize)
+        return torch.ops.actcam.cam.default(activations, weights, size, bool(relu), bool(normalize))
     return reference.cam(activations, weights, size, relu, normalize)
 
 
 def gradcampp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ channel weights [B,K] float32 (Chattopadhyay et al. 2018, Eq. 19), one pass."""
+    _checks.gradcampp_weights(activations, grads)
     if _use_native("gradcampp_weights", activations.device):
         return torch.ops.actcam.gradcampp_weights.default(activations, grads)
     return reference.gradcampp_weights(activations, grads)
@@ -58,6 +60,7 @@ def overlay(maps: torch.Tensor, images: torch.Tensor, image_weight: float = 0.5)
     floor(255 * map) clamped to 0..255 (NaN counts as 0), blended as
     cv2.addWeighted(heat, 1 - image_weight, image, image_weight, 0). Returns uint8 [B,H,W,3].
     """
+    _checks.overlay(maps, images, image_weight)
     if _use_native("overlay", maps.device):
         return torch.ops.actcam.overlay.default(maps, images, float(image_weight))
     return reference.overlay(maps, images, image_weight)

@@ -1,7 +1,9 @@
-"""Argument checks shared by the pure-torch reference ops and the fake (meta) kernels.
+"""Argument checks of the ops, run by the op wrappers before they dispatch, by the pure-torch
+reference ops and by the fake kernels.
 
-They say the same things as csrc/checks.h, so a user gets the same ValueError whichever
-path runs: the native kernel, the fallback, or torch.compile's tracing.
+They say the same things as csrc/checks.h (which guards the registered ops when they are
+called directly), so a user gets the same ValueError whichever path runs: the native kernel,
+the fallback, or torch.compile's tracing.
 """
 
 import numpy as np
@@ -48,8 +50,13 @@ def cam_size(size) -> tuple:
     return H, W
 
 
-def cam(activations, weights, size) -> tuple:
-    """Validate cam's arguments, size first (as the op wrapper and csrc/checks.h do); return the output shape."""
+def _bool(name: str, v) -> None:
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"actcam: {name} must be a bool, got {v!r}")
+
+
+def cam(activations, weights, size, relu=True, normalize=True) -> tuple:
+    """Validate cam's arguments, size first (as csrc/checks.h does); return the output shape."""
     H, W = cam_size(size)
     _float("activations", activations)
     _float("weights", weights)
@@ -66,6 +73,8 @@ def cam(activations, weights, size) -> tuple:
         raise ValueError(
             f"actcam: weights must have K={K} channels in its last dimension (activations is "
             f"{list(activations.shape)}), got shape {list(weights.shape)}")
+    _bool("relu", relu)
+    _bool("normalize", normalize)
     if weights.dim() == 2:
         return (B, H, W)
     return (B, weights.shape[1], H, W)
@@ -97,6 +106,8 @@ def overlay(maps, images, image_weight) -> tuple:
     if tuple(images.shape) != (*maps.shape, 3):
         raise ValueError(
             f"actcam: images must have shape [B,H,W,3] = {[*maps.shape, 3]} to match maps, got {list(images.shape)}")
+    if isinstance(image_weight, (bool, np.bool_)) or not isinstance(image_weight, (int, float, np.integer, np.floating)):
+        raise ValueError(f"actcam: image_weight must be a number in [0, 1], got {image_weight!r}")
     if not 0.0 <= float(image_weight) <= 1.0:
         raise ValueError(f"actcam: image_weight must be in [0, 1], got {image_weight}")
     return tuple(images.shape)

@@ -36,13 +36,16 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
 def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = True,
         normalize: bool = True) -> torch.Tensor:
     """sum_k weights[k] * activations[k] -> ReLU -> bilinear resize -> per-map min-max, in float32."""
-    _checks.cam(activations, weights, size)
+    size = _checks.cam(activations, weights, size, relu, normalize)[-2:]
     per_class = weights.dim() == 3
     w = weights.float() if per_class else weights.float()[:, None]
     maps = torch.einsum("bck,bkhw->bchw", w, activations.float())
     if relu:
         maps = torch.relu(maps)
-    maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    # one map per row of a [B*C,1,h,w] batch: interpolate refuses C = 0 maps per image
+    B, C, h, w = maps.shape
+    maps = F.interpolate(maps.reshape(B * C, 1, h, w), size=tuple(size), mode="bilinear", align_corners=False)
+    maps = maps.reshape(B, C, *maps.shape[-2:])
     if normalize:
         maps = minmax_normalize(maps)
     maps = maps.contiguous()
