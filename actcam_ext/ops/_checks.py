@@ -12,11 +12,20 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _float(name: str, t: torch.Tensor) -> None:
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype the ops compute in and return: float64 when an input is float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _float(name: str, t: torch.Tensor, native: bool) -> None:
+    """float32, float16, bfloat16 or float64. ``native``: the registered op's own rule (its fake
+    kernel), under which float64 is a CPU dtype only, as in csrc/checks.h."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"actcam: {name} must be a tensor, got {type(t).__name__}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"actcam: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+    float64_ok = not native or t.device.type == "cpu"
+    if t.dtype not in FLOAT_DTYPES and not (float64_ok and t.dtype == torch.float64):
+        where = "" if float64_ok else " on the CPU"
+        raise ValueError(f"actcam: {name} must be float32, float16 or bfloat16 (or float64{where}), got {t.dtype}")
 
 
 def _rank(name: str, t: torch.Tensor, ranks: tuple, layout: str) -> None:
@@ -55,11 +64,11 @@ def _bool(name: str, v) -> None:
         raise ValueError(f"actcam: {name} must be a bool, got {v!r}")
 
 
-def cam(activations, weights, size, relu=True, normalize=True) -> tuple:
+def cam(activations, weights, size, relu=True, normalize=True, native=False) -> tuple:
     """Validate cam's arguments, size first (as csrc/checks.h does); return the output shape."""
     H, W = cam_size(size)
-    _float("activations", activations)
-    _float("weights", weights)
+    _float("activations", activations, native)
+    _float("weights", weights, native)
     _rank("activations", activations, (4,), "[B,K,h,w]")
     _rank("weights", weights, (2, 3), "[B,K] or [B,C,K]")
     _same_device("activations", activations, "weights", weights)
@@ -80,9 +89,21 @@ def cam(activations, weights, size, relu=True, normalize=True) -> tuple:
     return (B, weights.shape[1], H, W)
 
 
-def gradcampp_weights(activations, grads) -> tuple:
-    _float("activations", activations)
-    _float("grads", grads)
+def cam_grad(grad, activations, weights, shape) -> None:
+    """Validate cam_backward's grad: the gradient of cam's output (after ``cam``'s checks)."""
+    if not isinstance(grad, torch.Tensor):
+        raise ValueError(f"actcam: grad must be a tensor, got {type(grad).__name__}")
+    _same_device("grad", grad, "activations", activations)
+    want = compute_dtype(activations, weights)
+    if grad.dtype != want:
+        raise ValueError(f"actcam: grad must have the dtype of cam's output ({want}), got {grad.dtype}")
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"actcam: grad must have the shape of cam's output {list(shape)}, got {list(grad.shape)}")
+
+
+def gradcampp_weights(activations, grads, native=False) -> tuple:
+    _float("activations", activations, native)
+    _float("grads", grads, native)
     _rank("activations", activations, (4,), "[B,K,h,w]")
     _rank("grads", grads, (4,), "[B,K,h,w]")
     _same_device("activations", activations, "grads", grads)
@@ -95,8 +116,8 @@ def gradcampp_weights(activations, grads) -> tuple:
     return tuple(activations.shape[:2])
 
 
-def overlay(maps, images, image_weight) -> tuple:
-    _float("maps", maps)
+def overlay(maps, images, image_weight, native=False) -> tuple:
+    _float("maps", maps, native)
     _rank("maps", maps, (3,), "[B,H,W]")
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
         got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__

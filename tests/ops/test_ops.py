@@ -350,7 +350,7 @@ BAD_INPUTS = [
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, device=d), [0, 4]), r"size must be positive"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, device=d), [-3, 4]), r"size must be positive"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.int64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32, float16 or bfloat16"),
-    ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.float64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32"),
+    ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.complex64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, dtype=torch.int32, device=d), [4, 4]), r"weights must be float32"),
     ("cam", lambda d: (torch.zeros(2, 8, 0, 7, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"non-empty spatial size"),
     ("gradcampp_weights", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, 7, 6, device=d)), r"grads must have the shape of activations"),
