@@ -13,9 +13,9 @@ TORCH_PREFIX="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)
 args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX")
 
 # A CUDA LibTorch (the CUDA pip wheel too) looks for the CUDA toolkit even for the CPU-only
-# build. On these machines the nvcc on PATH is a wrapper script that execs the real
-# compiler, and FindCUDAToolkit would take the wrapper's folder for the toolkit: hand it the
-# folder of the compiler the wrapper execs (what setup.py does for CUDA_HOME).
+# build. Where the nvcc on PATH is a wrapper script that execs the real compiler,
+# FindCUDAToolkit would take the wrapper's folder for the toolkit: hand it the folder of the
+# compiler the wrapper execs (what setup.py does for CUDA_HOME).
 if [[ -z "${CUDAToolkit_ROOT:-}" ]] && command -v nvcc >/dev/null 2>&1; then
   nvcc="$(readlink -f "$(command -v nvcc)")"
   real="$(sed -n 's/^[[:space:]]*exec[[:space:]]\+["'\'']\?\(\/[^[:space:]"'\'']*\/bin\/nvcc\).*/\1/p' "$nvcc" | head -n1)"

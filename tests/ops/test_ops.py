@@ -436,6 +436,29 @@ def test_cam_size_accepts_integer_sequences(path):
         assert tuple(_cam_path(path, A, w, size).shape) == (2, 5, 6)
 
 
+def test_cam_bad_size_under_torch_compile():
+    """Traced code raises the same ValueError (without fullgraph, dynamo lets it propagate)."""
+    def f(A, w):
+        return ac.ops.cam(A, w, (0, 3))
+
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.compile(f)(torch.zeros(2, 8, 7, 7), torch.zeros(2, 8))
+    torch._dynamo.reset()
+
+
+def test_fake_cuda_float64_is_refused_by_the_registered_op():
+    """The registered CUDA op has no float64 kernel: its fake kernel says so as csrc/checks.h
+    does (ac.ops sends CUDA float64 to the reference instead)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        A = torch.empty(2, 3, 4, 4, device="cuda", dtype=torch.float64)
+        w = torch.empty(2, 3, device="cuda")
+        with pytest.raises(ValueError, match=r"activations must be float32, float16 or bfloat16 \(or float64 on the CPU\)"):
+            torch.ops.actcam.cam.default(A, w, [3, 3])
+        assert torch.ops.actcam.cam.default(A.float(), w, [3, 3]).shape == (2, 3, 3)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("op", ["cam", "gradcampp_weights", "overlay"])
 def test_tensors_on_different_devices(op):
