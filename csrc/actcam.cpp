@@ -1,13 +1,20 @@
-// The one place where the actcam op schemas live (DESIGN.md, "Native ops").
-// Kernels register per dispatch key in cpu/ and cuda/; the fake kernels for tracing are in
-// actcam_ext/ops.py.
+// The one place where the actcam op schemas live (docs/ops.md has their contracts).
+// Kernels register per dispatch key in cpu/ and cuda/; the fake kernels for tracing and the
+// autograd formulas are in actcam_ext/ops/__init__.py.
 #include <torch/library.h>
 
 TORCH_LIBRARY(actcam, m) {
   m.def("cam(Tensor activations, Tensor weights, int[2] size, bool relu=True, bool normalize=True) -> Tensor");
+  // cam's vector-Jacobian product: (grad_activations, grad_weights) for the gradient of its output.
+  m.def("cam_backward(Tensor grad, Tensor activations, Tensor weights, int[2] size, bool relu, bool normalize) -> "
+        "(Tensor, Tensor)");
   m.def("gradcampp_weights(Tensor activations, Tensor grads) -> Tensor");
   m.def("overlay(Tensor maps, Tensor images, float image_weight=0.5) -> Tensor");
 }
+
+// overlay returns uint8 pictures: nothing to differentiate. Autograd falls through to the
+// kernel, so maps that require grad are accepted and the output does not require grad.
+TORCH_LIBRARY_IMPL(actcam, Autograd, m) { m.impl("overlay", torch::CppFunction::makeFallthrough()); }
 
 #ifdef ACTCAM_PYTHON_MODULE
 // actcam_ext._C is an empty Python module: importing it loads this library, whose static

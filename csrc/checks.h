@@ -1,17 +1,27 @@
 // Argument checks shared by the CPU and CUDA kernels.
 //
-// The messages match actcam_ext/_checks.py (used by the fake kernels and the reference),
-// so a caller sees the same ValueError whichever path runs.
+// The messages match actcam_ext/ops/_checks.py (used by the op wrappers, the fake kernels and
+// the reference), so a caller sees the same ValueError whichever path runs.
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 namespace actcam {
 
+// float32, float16 and bfloat16 everywhere; float64 on the CPU (the CUDA kernels have no
+// float64 instantiation; actcam_ext.ops runs CUDA float64 through the reference instead).
 inline void check_float(const at::Tensor& t, const char* name) {
   const auto s = t.scalar_type();
-  TORCH_CHECK_VALUE(s == at::kFloat || s == at::kHalf || s == at::kBFloat16, "actcam: ", name,
-                    " must be float32, float16 or bfloat16, got ", s);
+  const bool cpu = t.device().is_cpu();
+  TORCH_CHECK_VALUE(s == at::kFloat || s == at::kHalf || s == at::kBFloat16 || (cpu && s == at::kDouble), "actcam: ",
+                    name, " must be float32, float16 or bfloat16 (or float64", cpu ? "" : " on the CPU", "), got ", s);
+}
+
+// The dtype the ops compute in and return: float64 when an input is float64, else float32.
+inline at::ScalarType compute_dtype(const at::Tensor& a, const at::Tensor& b) {
+  return a.scalar_type() == at::kDouble || b.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 inline void check_rank(const at::Tensor& t, const char* name, int64_t rank, const char* layout) {
@@ -32,6 +42,10 @@ struct CamShape {
 };
 
 inline CamShape check_cam(const at::Tensor& activations, const at::Tensor& weights, at::IntArrayRef size) {
+  // size first: the Python wrapper validates it before it reaches a kernel, so this order
+  // gives the same first error on every path.
+  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
+  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
   check_float(activations, "activations");
   check_float(weights, "weights");
   check_rank(activations, "activations", 4, "[B,K,h,w]");
@@ -50,13 +64,24 @@ inline CamShape check_cam(const at::Tensor& activations, const at::Tensor& weigh
   TORCH_CHECK_VALUE(weights.size(-1) == s.K, "actcam: weights must have K=", s.K,
                     " channels in its last dimension (activations is ", activations.sizes(), "), got shape ",
                     weights.sizes());
-  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
-  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
   s.per_class = weights.dim() == 3;
   s.C = s.per_class ? weights.size(1) : 1;
   s.H = size[0];
   s.W = size[1];
   return s;
+}
+
+// cam_backward's grad: the gradient of cam's output, so of its shape and dtype.
+inline void check_cam_grad(const at::Tensor& grad, const at::Tensor& activations, const at::Tensor& weights,
+                           const CamShape& s) {
+  check_same_device(grad, "grad", activations, "activations");
+  const at::ScalarType want = compute_dtype(activations, weights);
+  TORCH_CHECK_VALUE(grad.scalar_type() == want, "actcam: grad must have the dtype of cam's output (", want, "), got ",
+                    grad.scalar_type());
+  const std::vector<int64_t> shape =
+      s.per_class ? std::vector<int64_t>{s.B, s.C, s.H, s.W} : std::vector<int64_t>{s.B, s.H, s.W};
+  TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef(shape), "actcam: grad must have the shape of cam's output ",
+                    at::IntArrayRef(shape), ", got ", grad.sizes());
 }
 
 inline void check_gradcampp(const at::Tensor& activations, const at::Tensor& grads) {
@@ -95,3 +120,11 @@ inline void check_overlay(const at::Tensor& maps, const at::Tensor& images, doub
                      AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)      \
                      AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)       \
                      AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
+
+// The CPU kernels' dtypes: those and float64 (which they accumulate in float64).
+#define ACTCAM_DISPATCH_FLOATS_AND_DOUBLE(TYPE, NAME, ...)          \
+  AT_DISPATCH_SWITCH(TYPE, NAME,                                    \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)      \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)       \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__)   \
+                     AT_DISPATCH_CASE(at::kDouble, __VA_ARGS__))

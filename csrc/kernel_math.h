@@ -2,11 +2,13 @@
 // same float operations in the same order.
 //
 // Bilinear taps: source indices and weights of resizing with F.interpolate(mode="bilinear",
-// align_corners=False) semantics, computed in float exactly as ATen's upsample kernels do
-// (area_pixel_compute_scale / area_pixel_compute_source_index in ATen/native/UpSample.h),
-// so our maps match the torch chain to float rounding, for up- and downsampling alike.
+// align_corners=False) semantics, computed in the accumulation type exactly as ATen's upsample
+// kernels do (area_pixel_compute_scale / area_pixel_compute_source_index in
+// ATen/native/UpSample.h), so our maps match the torch chain to rounding, for up- and
+// downsampling alike.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -18,35 +20,84 @@
 
 namespace actcam {
 
-struct BilinearTap {
-  int64_t i0, i1;  // the two source indices (equal at the border)
-  float l0, l1;    // their weights, l0 + l1 = 1
+// Limits of the two accumulation types (usable in device code, unlike std::numeric_limits
+// without --expt-relaxed-constexpr).
+template <typename T>
+struct FloatLimits;
+template <>
+struct FloatLimits<float> {
+  static constexpr float min_normal = FLT_MIN, max_finite = FLT_MAX;
+};
+template <>
+struct FloatLimits<double> {
+  static constexpr double min_normal = DBL_MIN, max_finite = DBL_MAX;
 };
 
+// T is the accumulation type: float for float32/float16/bfloat16 inputs (and on CUDA),
+// double for float64 inputs on the CPU, as ATen's opmath_type.
+template <typename T>
+struct BilinearTapT {
+  int64_t i0, i1;  // the two source indices (equal at the border)
+  T l0, l1;        // their weights, l0 + l1 = 1
+};
+using BilinearTap = BilinearTapT<float>;
+
 // scale = in_size / out_size, as ATen computes it when no scale_factor is given.
-ACTCAM_HOST_DEVICE float bilinear_scale(int64_t in_size, int64_t out_size) {
-  return static_cast<float>(in_size) / static_cast<float>(out_size);
+template <typename T = float>
+ACTCAM_HOST_DEVICE T bilinear_scale(int64_t in_size, int64_t out_size) {
+  return static_cast<T>(in_size) / static_cast<T>(out_size);
 }
 
-ACTCAM_HOST_DEVICE BilinearTap bilinear_tap(float scale, int64_t dst, int64_t in_size) {
-  float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
-  if (src < 0.f) src = 0.f;
+template <typename T>
+ACTCAM_HOST_DEVICE BilinearTapT<T> bilinear_tap(T scale, int64_t dst, int64_t in_size) {
+  T src = scale * (static_cast<T>(dst) + T(0.5)) - T(0.5);
+  if (src < T(0)) src = T(0);
   int64_t i0 = static_cast<int64_t>(src);  // src >= 0, so truncation is floor
   if (i0 > in_size - 1) i0 = in_size - 1;
-  float l1 = src - static_cast<float>(i0);
-  l1 = l1 < 0.f ? 0.f : (l1 > 1.f ? 1.f : l1);
-  BilinearTap t;
+  T l1 = src - static_cast<T>(i0);
+  l1 = l1 < T(0) ? T(0) : (l1 > T(1) ? T(1) : l1);
+  BilinearTapT<T> t;
   t.i0 = i0;
   t.i1 = i0 < in_size - 1 ? i0 + 1 : i0;
-  t.l0 = 1.f - l1;
+  t.l0 = T(1) - l1;
   t.l1 = l1;
   return t;
 }
 
 // Min-max normalisation treats a map as constant when its spread is within float rounding
-// of its largest magnitude (DESIGN.md): such a map becomes zeros instead of amplified noise.
-ACTCAM_HOST_DEVICE bool is_constant_map(float lo, float hi) {
-  return hi - lo <= 1e-6f * fmaxf(fabsf(lo), fabsf(hi));
+// of its largest magnitude (docs/ops.md): such a map becomes zeros instead of amplified noise.
+// A subnormal spread counts as constant too: its reciprocal would overflow to inf, and
+// (v - lo) * inf turns the pixel at the minimum into 0 * inf = NaN.
+template <typename T>
+ACTCAM_HOST_DEVICE bool is_constant_map(T lo, T hi) {
+  const T spread = hi - lo;
+  const T a = lo < T(0) ? -lo : lo, b = hi < T(0) ? -hi : hi;
+  return spread <= T(1e-6) * (a > b ? a : b) || spread < FloatLimits<T>::min_normal;
+}
+
+// v -> (v * scale - shift) * inv: (v - lo) / (hi - lo) for a finite map that is not constant,
+// as a multiplication by the reciprocal. When hi - lo exceeds the float range (lo and hi of
+// opposite signs near the limits), every term is taken at half scale, where it is finite.
+// d(result)/dv = scale * inv = 1 / (hi - lo).
+template <typename T>
+struct MinMaxScaleT {
+  T scale, shift, inv;
+};
+using MinMaxScale = MinMaxScaleT<float>;
+
+template <typename T>
+ACTCAM_HOST_DEVICE MinMaxScaleT<T> minmax_scale(T lo, T hi) {
+  const T scale = hi - lo > FloatLimits<T>::max_finite ? T(0.5) : T(1);  // the spread overflowed to inf
+  MinMaxScaleT<T> m;
+  m.scale = scale;
+  m.shift = lo * scale;
+  m.inv = T(1) / (hi * scale - lo * scale);
+  return m;
+}
+
+template <typename T>
+ACTCAM_HOST_DEVICE T minmax_apply(const MinMaxScaleT<T>& m, T v) {
+  return (v * m.scale - m.shift) * m.inv;
 }
 
 // Colour index floor(255 * v) clamped to 0..255: what np.uint8(255 * map) gives for maps in

@@ -1,19 +1,31 @@
-"""Argument checks shared by the pure-torch reference ops and the fake (meta) kernels.
+"""Argument checks of the ops, run by the op wrappers before they dispatch, by the pure-torch
+reference ops and by the fake kernels.
 
-They say the same things as csrc/checks.h, so a user gets the same ValueError whichever
-path runs: the native kernel, the fallback, or torch.compile's tracing.
+They say the same things as csrc/checks.h (which guards the registered ops when they are
+called directly), so a user gets the same ValueError whichever path runs: the native kernel,
+the fallback, or torch.compile's tracing.
 """
 
+import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _float(name: str, t: torch.Tensor) -> None:
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype the ops compute in and return: float64 when an input is float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _float(name: str, t: torch.Tensor, native: bool) -> None:
+    """float32, float16, bfloat16 or float64. ``native``: the registered op's own rule (its fake
+    kernel), under which float64 is a CPU dtype only, as in csrc/checks.h."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"actcam: {name} must be a tensor, got {type(t).__name__}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"actcam: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+    float64_ok = not native or t.device.type == "cpu"
+    if t.dtype not in FLOAT_DTYPES and not (float64_ok and t.dtype == torch.float64):
+        where = "" if float64_ok else " on the CPU"
+        raise ValueError(f"actcam: {name} must be float32, float16 or bfloat16 (or float64{where}), got {t.dtype}")
 
 
 def _rank(name: str, t: torch.Tensor, ranks: tuple, layout: str) -> None:
@@ -27,10 +39,36 @@ def _same_device(an: str, a: torch.Tensor, bn: str, b: torch.Tensor) -> None:
         raise ValueError(f"actcam: {an} and {bn} must be on the same device, got {a.device} and {b.device}")
 
 
-def cam(activations, weights, size) -> tuple:
-    """Validate cam's arguments; return the output shape."""
-    _float("activations", activations)
-    _float("weights", weights)
+def _is_integer(s) -> bool:
+    # bool is an int subclass (and np.bool_ is no np.integer): True is not a size
+    return (isinstance(s, (int, np.integer, torch.SymInt)) and not isinstance(s, bool))
+
+
+def cam_size(size) -> tuple:
+    """Validate cam's size: a tuple or list (torch.Size too) of two positive integers (Python
+    ints, numpy integer scalars or symbolic ints while tracing); return it as a tuple.
+
+    Anything else (a string, floats, bools, a single int, None, an array or tensor) raises a
+    ValueError naming size, never a silent conversion.
+    """
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_is_integer(s) for s in size):
+        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
+    H, W = (s if isinstance(s, (int, torch.SymInt)) else int(s) for s in size)
+    if H <= 0 or W <= 0:
+        raise ValueError(f"actcam: size must be positive, got {[H, W]}")
+    return H, W
+
+
+def _bool(name: str, v) -> None:
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"actcam: {name} must be a bool, got {v!r}")
+
+
+def cam(activations, weights, size, relu=True, normalize=True, native=False) -> tuple:
+    """Validate cam's arguments, size first (as csrc/checks.h does); return the output shape."""
+    H, W = cam_size(size)
+    _float("activations", activations, native)
+    _float("weights", weights, native)
     _rank("activations", activations, (4,), "[B,K,h,w]")
     _rank("weights", weights, (2, 3), "[B,K] or [B,C,K]")
     _same_device("activations", activations, "weights", weights)
@@ -44,20 +82,28 @@ def cam(activations, weights, size) -> tuple:
         raise ValueError(
             f"actcam: weights must have K={K} channels in its last dimension (activations is "
             f"{list(activations.shape)}), got shape {list(weights.shape)}")
-    size = tuple(size) if isinstance(size, (list, tuple)) else size
-    if not isinstance(size, tuple) or len(size) != 2:
-        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
-    H, W = size
-    if H <= 0 or W <= 0:
-        raise ValueError(f"actcam: size must be positive, got {list(size)}")
+    _bool("relu", relu)
+    _bool("normalize", normalize)
     if weights.dim() == 2:
         return (B, H, W)
     return (B, weights.shape[1], H, W)
 
 
-def gradcampp_weights(activations, grads) -> tuple:
-    _float("activations", activations)
-    _float("grads", grads)
+def cam_grad(grad, activations, weights, shape) -> None:
+    """Validate cam_backward's grad: the gradient of cam's output (after ``cam``'s checks)."""
+    if not isinstance(grad, torch.Tensor):
+        raise ValueError(f"actcam: grad must be a tensor, got {type(grad).__name__}")
+    _same_device("grad", grad, "activations", activations)
+    want = compute_dtype(activations, weights)
+    if grad.dtype != want:
+        raise ValueError(f"actcam: grad must have the dtype of cam's output ({want}), got {grad.dtype}")
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"actcam: grad must have the shape of cam's output {list(shape)}, got {list(grad.shape)}")
+
+
+def gradcampp_weights(activations, grads, native=False) -> tuple:
+    _float("activations", activations, native)
+    _float("grads", grads, native)
     _rank("activations", activations, (4,), "[B,K,h,w]")
     _rank("grads", grads, (4,), "[B,K,h,w]")
     _same_device("activations", activations, "grads", grads)
@@ -70,8 +116,8 @@ def gradcampp_weights(activations, grads) -> tuple:
     return tuple(activations.shape[:2])
 
 
-def overlay(maps, images, image_weight) -> tuple:
-    _float("maps", maps)
+def overlay(maps, images, image_weight, native=False) -> tuple:
+    _float("maps", maps, native)
     _rank("maps", maps, (3,), "[B,H,W]")
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
         got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
@@ -81,6 +127,8 @@ def overlay(maps, images, image_weight) -> tuple:
     if tuple(images.shape) != (*maps.shape, 3):
         raise ValueError(
             f"actcam: images must have shape [B,H,W,3] = {[*maps.shape, 3]} to match maps, got {list(images.shape)}")
+    if isinstance(image_weight, (bool, np.bool_)) or not isinstance(image_weight, (int, float, np.integer, np.floating)):
+        raise ValueError(f"actcam: image_weight must be a number in [0, 1], got {image_weight!r}")
     if not 0.0 <= float(image_weight) <= 1.0:
         raise ValueError(f"actcam: image_weight must be in [0, 1], got {image_weight}")
     return tuple(images.shape)

@@ -26,6 +26,21 @@ _NATIVE_DEVICE_TYPES = frozenset(
 )
 
 
+# Device types with a fused cam backward kernel (the CPU's); elsewhere cam's gradient is
+# autograd through the reference.
+_NATIVE_BACKWARD_DEVICE_TYPES = frozenset(
+    device_type
+    for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if device_type in _NATIVE_DEVICE_TYPES
+    and torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam_backward", dispatch_key)
+)
+
+
+def native_backward_available(device: torch.device | str = "cpu") -> bool:
+    """True when the fused cam backward kernel serves tensors on ``device``."""
+    return torch.device(device).type in _NATIVE_BACKWARD_DEVICE_TYPES
+
+
 def native_available(device: torch.device | str = "cpu") -> bool:
     """True when the fused native kernels serve tensors on ``device`` (else the torch fallback runs)."""
     return torch.device(device).type in _NATIVE_DEVICE_TYPES

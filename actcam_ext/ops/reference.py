@@ -1,6 +1,6 @@
 """Pure-torch versions of the native ops: the fallback and the test oracle.
 
-Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (docs/design.md)
+Each function has the signature and the contract of ``actcam_ext.ops.<op>`` (docs/ops.md)
 and is written to be obviously right rather than fast. They are never registered as the op.
 """
 
@@ -16,29 +16,51 @@ CONSTANT_MAP_RTOL = 1e-6
 
 
 def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each map (last two dims) to [0, 1]; constant maps become zeros.
+    """Scale each map (last two dims) to [0, 1]: (map - min) / (max - min).
 
+    A constant map becomes zeros: one whose spread max - min is at most CONSTANT_MAP_RTOL
+    times its largest magnitude, or subnormal (below ``torch.finfo(dtype).tiny``). A spread
+    beyond the dtype's range is taken at half scale, so finite maps always give finite values.
     A map holding any NaN or inf has no meaningful scale and comes out all NaN.
+
+    Differentiable: the gradient reaches the min and max pixels as amin/amax's backward
+    spreads it (evenly over ties); a constant or non-finite map, whose output does not depend
+    on its values, passes zero gradient (never NaN).
     """
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    hi = maps.amax(dim=(-2, -1), keepdim=True)
-    spread = hi - lo
-    constant = spread <= CONSTANT_MAP_RTOL * torch.maximum(lo.abs(), hi.abs())
-    out = torch.where(constant, torch.zeros_like(maps), (maps - lo) / spread)
     non_finite = ~torch.isfinite(maps).all(dim=-1, keepdim=True).all(dim=-2, keepdim=True)
-    return out.masked_fill(non_finite, float("nan"))
+    # A non-finite map takes its extremes from zeros instead: amin/amax's backward divides by
+    # the number of pixels equal to the extreme, which is 0 for a NaN extreme (0 / 0 = NaN).
+    finite_maps = torch.where(non_finite, 0.0, maps)
+    lo = finite_maps.amin(dim=(-2, -1), keepdim=True)
+    hi = finite_maps.amax(dim=(-2, -1), keepdim=True)
+    spread = hi - lo
+    finfo = torch.finfo(maps.dtype)
+    constant = (spread <= CONSTANT_MAP_RTOL * torch.maximum(lo.abs(), hi.abs())) | (spread < finfo.tiny)
+    fixed = constant | non_finite
+    scale = torch.where(spread > finfo.max, 0.5, 1.0).to(maps.dtype)
+    # Both the numerator and the denominator are replaced (by 0 and 1) where the map is fixed:
+    # torch.where passes a zero gradient to the unselected branch, but a division there by a
+    # zero or NaN spread would still turn that zero into NaN (0 / 0, 0 * NaN).
+    num = torch.where(fixed, 0.0, maps * scale - lo * scale)
+    den = torch.where(fixed, 1.0, hi * scale - lo * scale)
+    return (num / den).masked_fill(non_finite, float("nan"))
 
 
 def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = True,
         normalize: bool = True) -> torch.Tensor:
-    """sum_k weights[k] * activations[k] -> ReLU -> bilinear resize -> per-map min-max, in float32."""
-    _checks.cam(activations, weights, size)
+    """sum_k weights[k] * activations[k] -> ReLU -> bilinear resize -> per-map min-max, in
+    float32 (float64 when an input is float64). Differentiable with respect to both inputs."""
+    size = _checks.cam(activations, weights, size, relu, normalize)[-2:]
+    dtype = _checks.compute_dtype(activations, weights)
     per_class = weights.dim() == 3
-    w = weights.float() if per_class else weights.float()[:, None]
-    maps = torch.einsum("bck,bkhw->bchw", w, activations.float())
+    wts = weights.to(dtype) if per_class else weights.to(dtype)[:, None]
+    maps = torch.einsum("bck,bkhw->bchw", wts, activations.to(dtype))
     if relu:
         maps = torch.relu(maps)
-    maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    # one map per row of a [B*C,1,h,w] batch: interpolate refuses C = 0 maps per image
+    B, C, h, w = maps.shape
+    maps = F.interpolate(maps.reshape(B * C, 1, h, w), size=tuple(size), mode="bilinear", align_corners=False)
+    maps = maps.reshape(B, C, *maps.shape[-2:])
     if normalize:
         maps = minmax_normalize(maps)
     maps = maps.contiguous()
@@ -46,17 +68,22 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
 
 
 def gradcampp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ channel weights, Chattopadhyay et al. 2018, Eq. 19.
+    """Grad-CAM++ channel weights, Chattopadhyay et al. 2018, Eq. 19, in float32 (float64 for
+    float64 input).
 
     alpha = g^2 / (2 g^2 + (sum_ab A_ab) g^3), zero where that denominator is zero;
-    w_k = sum_ij alpha_ij relu(g_ij).
+    w_k = sum_ij alpha_ij relu(g_ij). Differentiable with respect to both inputs (a zero
+    denominator passes zero gradient).
     """
     _checks.gradcampp_weights(activations, grads)
-    g = grads.float()
-    s = activations.float().sum(dim=(2, 3), keepdim=True)
+    dtype = _checks.compute_dtype(activations, grads)
+    g = grads.to(dtype)
+    s = activations.to(dtype).sum(dim=(2, 3), keepdim=True)
     g2 = g * g
     denom = 2 * g2 + s * g2 * g
-    alpha = torch.where(denom != 0, g2 / denom, torch.zeros_like(g))
+    nonzero = denom != 0
+    # a safe denominator where it is zero, so that the unselected branch's gradient is 0, not NaN
+    alpha = torch.where(nonzero, g2 / torch.where(nonzero, denom, 1.0), 0.0)
     return (alpha * torch.relu(g)).sum(dim=(2, 3))
 
 

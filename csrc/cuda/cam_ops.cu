@@ -121,9 +121,9 @@ __global__ void __launch_bounds__(kCamThreads)
     non_finite |= red_non_finite[j];
   }
   const bool constant = is_constant_map(lo, hi);
-  const float inv_spread = 1.f / (hi - lo);  // as on the CPU: a multiply per pixel, not a division
+  const MinMaxScale mm = minmax_scale(lo, hi);  // as on the CPU: a multiply per pixel, not a division
   for (int q = threadIdx.x; q < H * W; q += kCamThreads) {
-    o[q] = non_finite ? NAN : (constant ? 0.f : (o[q] - lo) * inv_spread);
+    o[q] = non_finite ? NAN : (constant ? 0.f : minmax_apply(mm, o[q]));
   }
 }
 

@@ -3,7 +3,7 @@
 // The ops are reached through the dispatcher by schema name, as any LibTorch user would,
 // so this also proves that linking libactcam.so runs its TORCH_LIBRARY registrations.
 // Expected values are worked out by hand in the comments, except the resize case, which is
-// checked against ATen's own bilinear upsampling (the semantics DESIGN.md promises).
+// checked against ATen's own bilinear upsampling (the semantics docs/ops.md promises).
 // Prints one line per check and exits non-zero when any check fails.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -77,18 +78,23 @@ int main() {
   auto& dispatcher = c10::Dispatcher::singleton();
   using CamFn = at::Tensor(const at::Tensor&, const at::Tensor&, c10::IntArrayRef, bool, bool);
   using GradCamPPFn = at::Tensor(const at::Tensor&, const at::Tensor&);
+  using CamBackwardFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                          c10::IntArrayRef, bool, bool);
   std::optional<c10::TypedOperatorHandle<CamFn>> cam_op;
   std::optional<c10::TypedOperatorHandle<GradCamPPFn>> gradcampp_op;
+  std::optional<c10::TypedOperatorHandle<CamBackwardFn>> cam_backward_op;
   try {
     cam_op = dispatcher.findSchemaOrThrow("actcam::cam", "").typed<CamFn>();
     gradcampp_op = dispatcher.findSchemaOrThrow("actcam::gradcampp_weights", "").typed<GradCamPPFn>();
-    report("schemas actcam::cam and actcam::gradcampp_weights are registered", true);
+    cam_backward_op = dispatcher.findSchemaOrThrow("actcam::cam_backward", "").typed<CamBackwardFn>();
+    report("schemas actcam::cam, actcam::cam_backward and actcam::gradcampp_weights are registered", true);
   } catch (const std::exception& e) {
-    report("schemas actcam::cam and actcam::gradcampp_weights are registered", false, e.what());
+    report("schemas actcam::cam, actcam::cam_backward and actcam::gradcampp_weights are registered", false, e.what());
     return 1;
   }
   const auto& cam = *cam_op;
   const auto& gradcampp_weights = *gradcampp_op;
+  const auto& cam_backward = *cam_backward_op;
 
   // A0 = [[1,2],[3,4]], A1 = [[4,3],[2,1]], weights [1, -0.5]:
   // A0 - 0.5 A1 = [[-1, 0.5], [2, 3.5]]. Resizing 2x2 to 2x2 is the identity (every tap has
@@ -127,7 +133,7 @@ int main() {
     return close(cam.call(acts, wts, {11, 13}, true, true), want, d, 1e-5);
   });
 
-  // A constant map has no spread to normalise by: DESIGN.md says zeros, never 0/0 = NaN.
+  // A constant map has no spread to normalise by: docs/ops.md says zeros, never 0/0 = NaN.
   check("cam constant map -> zeros", [&](std::string& d) {
     const at::Tensor ones = at::ones({1, 2, 3, 3});
     const at::Tensor got = cam.call(ones, from({1, 1}, {1, 2}), {4, 5}, true, true);
@@ -137,6 +143,29 @@ int main() {
     const at::Tensor ones = at::ones({1, 2, 3, 3});
     const at::Tensor got = cam.call(ones, from({-1, -1}, {1, 2}), {4, 5}, true, true);
     return close(got, at::zeros({1, 4, 5}), d, 0.0);
+  });
+
+  // float64 in, float64 out (the CPU kernels accumulate in double for it).
+  check("cam float64 -> float64, as the double-precision chain", [&](std::string& d) {
+    const at::Tensor A64 = A.to(at::kDouble);
+    const at::Tensor want = at::tensor(std::vector<double>{0, 1.0 / 3, 2.0 / 3, 1}, at::kDouble).reshape({1, 2, 2});
+    return close(cam.call(A64, w.to(at::kDouble), {2, 2}, false, true), want, d, 1e-15);
+  });
+
+  // cam_backward without ReLU or normalisation, at the identity resize: the map is
+  // sum_k w_k A_k, so grad_A[k] = w_k * g and grad_w[k] = sum_p A_k[p] g[p]. With
+  // g = [[1,2],[3,4]]: grad_A = [g, -0.5 g]; grad_w = [1+4+9+16, 4+6+6+4] = [30, 20].
+  check("cam_backward (relu=false, normalize=false) by hand", [&](std::string& d) {
+    const at::Tensor g = from({1, 2, 3, 4}, {1, 2, 2});
+    const auto [grad_a, grad_w] = cam_backward.call(g, A, w, {2, 2}, false, false);
+    return close(grad_a, from({1, 2, 3, 4, -0.5, -1, -1.5, -2}, {1, 2, 2, 2}), d, 0.0) &&
+           close(grad_w, from({30, 20}, {1, 2}), d, 0.0);
+  });
+  // With normalisation, a constant map passes no gradient back.
+  check("cam_backward of a constant map is zero", [&](std::string& d) {
+    const at::Tensor ones = at::ones({1, 2, 3, 3});
+    const auto [grad_a, grad_w] = cam_backward.call(at::ones({1, 4, 5}), ones, from({1, 1}, {1, 2}), {4, 5}, true, true);
+    return close(grad_a, at::zeros({1, 2, 3, 3}), d, 0.0) && close(grad_w, at::zeros({1, 2}), d, 0.0);
   });
 
   // Grad-CAM++ Eq. 19: alpha = g^2 / (2 g^2 + S g^3), S = sum of the channel's activations;

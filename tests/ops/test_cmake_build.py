@@ -1,7 +1,7 @@
 """The LibTorch build (CMakeLists.txt): configure, build and ctest it, then load libactcam.so
 into a fresh Python process with torch.ops.load_library.
 
-Slow (a full CMake build, about a minute and a half on 2 cores); skipped without cmake.
+Slow (a full CMake build); skipped without cmake.
 """
 
 import os

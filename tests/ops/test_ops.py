@@ -149,6 +149,44 @@ def test_cam_constant_map_gives_zeros(device):
     assert torch.equal(out, torch.zeros_like(out))
 
 
+# Maps whose spread is at the edges of the float32 range: a subnormal spread (1 / spread
+# overflows to inf), the smallest normal spread, and a spread beyond the float32 range.
+EXTREME_SPREADS = [
+    ("subnormal_spread_at_zero", [[0.0, 1e-40], [0.0, 0.0]]),
+    ("smallest_subnormal", [[0.0, 1.4e-45], [1.4e-45, 0.0]]),
+    ("subnormal_spread_of_normals", [[1e-38, 1.0000001e-38], [1e-38, 1e-38]]),
+    ("just_normal_spread", [[0.0, 2e-38], [1e-38, 0.0]]),
+    ("spread_beyond_float32", [[-3e38, 3e38], [0.0, 1e38]]),
+    ("spread_beyond_float32_at_the_limits", [[-3.4e38, 3.4e38], [-3.4e38, 3.4e38]]),
+]
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("size", [(2, 2), (5, 7), (1, 1)])
+@pytest.mark.parametrize("name,values", EXTREME_SPREADS, ids=[e[0] for e in EXTREME_SPREADS])
+def test_cam_extreme_spread_stays_finite(device, name, values, size, relu):
+    """Finite input never gives NaN: a subnormal spread counts as a constant map (zeros), and a
+    spread beyond the float32 range still normalises to [0, 1]."""
+    A = torch.tensor(values, device=device).view(1, 1, 2, 2)
+    w = torch.ones(1, 1, device=device)
+    got = ac.ops.cam(A, w, size, relu=relu)
+    want = reference.cam(A, w, size, relu=relu)
+    assert want.isfinite().all(), want
+    assert got.isfinite().all(), got
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.min() >= 0 and got.max() <= 1
+
+
+def test_cam_subnormal_maps_are_constant(device):
+    """Every map of subnormal values has a subnormal spread: zeros, on every path."""
+    A = _randn(3, 4, 6, 5, device=device, seed=11) * 1e-41
+    w = _randn(3, 2, 4, device=device, seed=12).abs()
+    for relu in (True, False):
+        got = ac.ops.cam(A, w, (9, 4), relu=relu)
+        assert torch.equal(got, torch.zeros_like(got))
+        assert torch.equal(reference.cam(A, w, (9, 4), relu=relu), got)
+
+
 def test_cam_nan_and_inf_follow_the_reference(device):
     """Documented behaviour: a NaN or inf in a map's inputs makes that normalised map all NaN."""
     A = _randn(3, 4, 5, 5, device=device, seed=9)
@@ -163,6 +201,51 @@ def test_cam_nan_and_inf_follow_the_reference(device):
     assert got[2].isfinite().all()
     raw = ac.ops.cam(A, w, (10, 10), normalize=False)  # without normalisation: as computed
     torch.testing.assert_close(raw, reference.cam(A, w, (10, 10), normalize=False), equal_nan=True)
+
+
+NON_FINITE_SHAPES = [  # (h, w, H, W)
+    (4, 4, 4, 8),     # rows kept at their size (F.interpolate copies such an axis)
+    (4, 4, 4, 4),     # no resize at all
+    (4, 4, 12, 12),   # factor 3: interior taps of weight 0
+    (5, 7, 11, 13),
+    (8, 6, 3, 2),     # downsampling: some low-res pixels are read by no output pixel
+    (1, 1, 3, 5),
+    (3, 1, 1, 4),
+]
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("h,w,H,W", NON_FINITE_SHAPES)
+def test_cam_non_finite_contract(device, h, w, H, W, relu):
+    """The documented non-finite rule: with normalize=False an output pixel is non-finite exactly
+    when one of the low-resolution pixels its bilinear taps read (weight 0 included) is
+    non-finite, and every other pixel is finite and equals the reference; with normalize=True a
+    map is all NaN exactly when it has such a pixel."""
+    from _oracle import low_res_map, source_nonfinite
+
+    g = torch.Generator().manual_seed(h * 1000 + w * 100 + H * 10 + W)
+    B, K = 6, 3
+    A = torch.randn(B, K, h, w, generator=g)
+    for b, value in enumerate([float("nan"), float("inf"), -float("inf"), float("nan"), float("inf")]):
+        A[b, b % K, torch.randint(h, (1,), generator=g), torch.randint(w, (1,), generator=g)] = value
+    weights = torch.rand(B, 2, K, generator=g) + 0.5
+    weights[4, 1, 1] = 0.0  # 0 * inf in the channel sum
+    A, weights = A.to(device), weights.to(device)
+    nbhd = source_nonfinite(low_res_map(A, weights, relu), (H, W))
+    assert nbhd.any() and not nbhd.all()
+
+    got = ac.ops.cam(A, weights, (H, W), relu=relu, normalize=False)
+    want = reference.cam(A, weights, (H, W), relu=relu, normalize=False)
+    assert torch.equal(~got.isfinite(), nbhd)
+    assert not (~want.isfinite() & ~nbhd).any()
+    torch.testing.assert_close(got[~nbhd], want[~nbhd], rtol=1e-5, atol=1e-5)
+
+    got = ac.ops.cam(A, weights, (H, W), relu=relu)
+    all_nan = nbhd.flatten(2).any(-1)
+    assert torch.equal(got.isnan().flatten(2).all(-1), all_nan)
+    assert got[~all_nan].isfinite().all()
+    torch.testing.assert_close(got, reference.cam(A, weights, (H, W), relu=relu), rtol=1e-5, atol=1e-5,
+                               equal_nan=True)
 
 
 def test_cam_empty_batch(device):
@@ -267,7 +350,7 @@ BAD_INPUTS = [
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, device=d), [0, 4]), r"size must be positive"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, device=d), [-3, 4]), r"size must be positive"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.int64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32, float16 or bfloat16"),
-    ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.float64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32"),
+    ("cam", lambda d: (torch.zeros(2, 8, 7, 7, dtype=torch.complex64, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"activations must be float32"),
     ("cam", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, dtype=torch.int32, device=d), [4, 4]), r"weights must be float32"),
     ("cam", lambda d: (torch.zeros(2, 8, 0, 7, device=d), torch.zeros(2, 8, device=d), [4, 4]), r"non-empty spatial size"),
     ("gradcampp_weights", lambda d: (torch.zeros(2, 8, 7, 7, device=d), torch.zeros(2, 8, 7, 6, device=d)), r"grads must have the shape of activations"),
@@ -289,6 +372,91 @@ def test_bad_input_raises_clear_error(device, impl, op, make_args, pattern):
     fn = getattr(ac.ops if impl == "native" else reference, op)
     with pytest.raises(ValueError, match=pattern):
         fn(*make_args(device))
+
+
+BAD_SIZES = [
+    ("12", r"size must be two integers"),
+    ((9.7, 9.2), r"size must be two integers"),
+    ([9.0, 9], r"size must be two integers"),
+    ((True, 4), r"size must be two integers"),
+    ((4, np.bool_(True)), r"size must be two integers"),
+    (9, r"size must be two integers"),
+    (None, r"size must be two integers"),
+    (np.array([9, 9]), r"size must be two integers"),
+    (torch.tensor([9, 9]), r"size must be two integers"),
+    ((torch.tensor(9), 9), r"size must be two integers"),
+    ((9, 9, 9), r"size must be two integers"),
+    ((9,), r"size must be two integers"),
+    ("ab", r"size must be two integers"),
+    ((0, 4), r"size must be positive"),
+    ([4, -3], r"size must be positive"),
+    ((np.int64(-1), 4), r"size must be positive"),
+]
+
+
+def _cam_path(path: str, A, w, size):
+    """ac.ops.cam (or the reference) on one of its paths: native kernel, reference, fallback
+    (meta tensors, no kernel), and fake tensors (what torch.compile traces with)."""
+    if path == "native":
+        return ac.ops.cam(A, w, size)
+    if path == "reference":
+        return reference.cam(A, w, size)
+    if path == "fallback":
+        return ac.ops.cam(A.to("meta"), w.to("meta"), size)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode() as mode:
+        return ac.ops.cam(mode.from_tensor(A), mode.from_tensor(w), size)
+
+
+@pytest.mark.filterwarnings("ignore:actcam. cam on meta runs the pure-torch fallback")
+@pytest.mark.parametrize("path", ["native", "reference", "fallback", "fake"])
+@pytest.mark.parametrize("size,pattern", BAD_SIZES, ids=[repr(b[0]).replace(" ", "") for b in BAD_SIZES])
+def test_cam_size_must_be_two_positive_integers(path, size, pattern):
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=pattern):
+        _cam_path(path, A, w, size)
+
+
+@pytest.mark.parametrize("size", [[0, 4], [4, -3]])
+def test_cam_fake_kernel_checks_size(size):
+    """The fake kernel itself (the raw op under fake tensors) names size like the C++ kernel."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.ops.actcam.cam.default(A, w, size)
+    with FakeTensorMode() as mode, pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.ops.actcam.cam.default(mode.from_tensor(A), mode.from_tensor(w), size)
+
+
+@pytest.mark.filterwarnings("ignore:actcam. cam on meta runs the pure-torch fallback")
+@pytest.mark.parametrize("path", ["native", "reference", "fallback", "fake"])
+def test_cam_size_accepts_integer_sequences(path):
+    A, w = torch.zeros(2, 8, 7, 7), torch.zeros(2, 8)
+    for size in [(5, 6), [5, 6], torch.Size([5, 6]), (np.int64(5), np.int32(6))]:
+        assert tuple(_cam_path(path, A, w, size).shape) == (2, 5, 6)
+
+
+def test_cam_bad_size_under_torch_compile():
+    """Traced code raises the same ValueError (without fullgraph, dynamo lets it propagate)."""
+    def f(A, w):
+        return ac.ops.cam(A, w, (0, 3))
+
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match=r"actcam: size must be positive"):
+        torch.compile(f)(torch.zeros(2, 8, 7, 7), torch.zeros(2, 8))
+    torch._dynamo.reset()
+
+
+def test_fake_cuda_float64_is_refused_by_the_registered_op():
+    """The registered CUDA op has no float64 kernel: its fake kernel says so as csrc/checks.h
+    does (ac.ops sends CUDA float64 to the reference instead)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        A = torch.empty(2, 3, 4, 4, device="cuda", dtype=torch.float64)
+        w = torch.empty(2, 3, device="cuda")
+        with pytest.raises(ValueError, match=r"activations must be float32, float16 or bfloat16 \(or float64 on the CPU\)"):
+            torch.ops.actcam.cam.default(A, w, [3, 3])
+        assert torch.ops.actcam.cam.default(A.float(), w, [3, 3]).shape == (2, 3, 3)
 
 
 @pytest.mark.cuda
