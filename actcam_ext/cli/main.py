@@ -12,12 +12,12 @@ import sys
 
 from .._version import __version__
 from ..errors import UserError, message
-from . import batch, evaluate, explain, info, video
+from . import batch, evaluate, explain, export, info, video
 from ._args import Parser
 
 __all__ = ["build_parser", "main", "SUBCOMMANDS"]
 
-SUBCOMMANDS = (info, explain, video, batch, evaluate)
+SUBCOMMANDS = (info, explain, video, batch, evaluate, export)
 
 
 def build_parser() -> Parser:
