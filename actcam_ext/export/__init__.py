@@ -43,7 +43,8 @@ from ..methods import CAM, METHODS, TITLES, method_name
 from ._module import CamModule, LayerTap, tapped_copy
 from ._onnx import TORCHLIB_OPSET, cam_translation, require, to_opset17
 
-__all__ = ["cam_module", "program", "pt2", "onnx", "CamModule", "EXPORTABLE_METHODS", "MIN_OPSET"]
+__all__ = ["cam_module", "program", "pt2", "onnx", "onnx_translation_table", "to_opset17", "CamModule",
+           "EXPORTABLE_METHODS", "MIN_OPSET"]
 
 EXPORTABLE_METHODS = ("cam",)
 MIN_OPSET = 17
@@ -166,6 +167,11 @@ def program(model: nn.Module, method: str = "cam", target_layer=None, size=None,
     symbolic (any size >= 1); height and width are static. Arguments as in ``cam_module``
     (input_size defaults to size; one of them is required).
     """
+    return _export(model, method, target_layer, size, batch, input_size, targets, dynamic_batch)[1]
+
+
+def _export(model, method, target_layer, size, batch, input_size, targets, dynamic_batch):
+    """(the CamModule, its ExportedProgram, the metadata describing both)."""
     batch = _validate.positive_int(batch, "batch")
     if size is None and input_size is None:
         raise UserError(f"{PREFIX}pass size=(H, W) (the maps' size, and the input's unless input_size is given)")
@@ -176,13 +182,15 @@ def program(model: nn.Module, method: str = "cam", target_layer=None, size=None,
     x = torch.zeros(example_batch, *module.input_shape, device=device, dtype=module.input_dtype)
     dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
     try:
-        return torch.export.export(module, (x,), dynamic_shapes=dynamic_shapes, strict=False)
+        ep = torch.export.export(module, (x,), dynamic_shapes=dynamic_shapes, strict=False)
     except UserError:
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{PREFIX}torch.export cannot capture the model ({type(exc).__name__}: {first}); "
                         "export a model whose forward torch.export supports") from exc
+    meta = dict(module.describe(), **{"actcam.batch": "dynamic" if dynamic_batch else str(batch)})
+    return module, ep, meta
 
 
 def _destination(path, suffix: str) -> Path:
@@ -195,50 +203,70 @@ def _destination(path, suffix: str) -> Path:
     return path
 
 
+def _with_extra(meta: dict, extra) -> dict[str, str]:
+    if extra is not None and not isinstance(extra, dict):
+        raise UserError(f"{PREFIX}metadata must be a dict of strings, got {type(extra).__name__}")
+    return {**meta, **{str(k): str(v) for k, v in (extra or {}).items()}}
+
+
 def pt2(model: nn.Module, path, method: str = "cam", target_layer=None, size=None, *, batch: int = 1,
-        input_size=None, targets=None, dynamic_batch: bool = False) -> str:
+        input_size=None, targets=None, dynamic_batch: bool = False, metadata=None) -> str:
     """Write an AOTInductor package (``.pt2``) of ``program(...)`` to ``path``; returns the path.
 
     Load it with ``torch._inductor.aoti_load_package(path)`` (after ``import actcam_ext``, which
     registers the op) or in C++ with ``torch::inductor::AOTIModelPackageLoader`` in a program
     linked with libactcam.so. It takes ``[batch, C, H, W]`` inputs on the model's device (any
-    batch with dynamic_batch) and returns ``[logits, maps]``.
+    batch with dynamic_batch) and returns ``[logits, maps]``. The package's metadata
+    (``get_metadata()``) holds ``CamModule.describe()``, ``actcam.batch`` and ``metadata``.
     """
     dest = _destination(path, ".pt2")
-    ep = program(model, method, target_layer, size, batch=batch, input_size=input_size, targets=targets,
-                 dynamic_batch=dynamic_batch)
+    _, ep, meta = _export(model, method, target_layer, size, batch, input_size, targets, dynamic_batch)
+    meta = _with_extra(meta, metadata)
     tmp = temp_sibling(dest, keep_suffix=True)  # AOTInductor insists on the .pt2 suffix
     try:
-        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp),
+                                                 inductor_configs={"aot_inductor.metadata": meta})
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return str(dest)
 
 
+def onnx_translation_table() -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)`` of any module
+    that calls ``actcam::cam``: the op as standard ONNX operators (opset 18; ``_onnx`` module
+    docstring). Needs onnx and onnxscript."""
+    require("onnx", "onnxscript")
+    return {torch.ops.actcam.cam.default: cam_translation()}
+
+
 def onnx(model: nn.Module, path, method: str = "cam", target_layer=None, size=None, opset: int = MIN_OPSET, *,
-         batch: int = 1, input_size=None, targets=None, dynamic_batch: bool = False) -> str:
+         batch: int = 1, input_size=None, targets=None, dynamic_batch: bool = False, metadata=None) -> str:
     """Write an ONNX model of ``program(...)`` to ``path`` (one file); returns the path.
 
     ``actcam::cam`` becomes standard ONNX operators (``_onnx`` module docstring), so the file
     runs on any ONNX runtime without actcam. Inputs ``images [batch, C, H, W]`` (the batch
-    symbolic with dynamic_batch), outputs ``logits`` and ``maps``. opset: 17 or later (torch.onnx
-    builds 18; 17 is rewritten from it, later ones are converted by torch.onnx). Needs onnx and
-    onnxscript (``pip install actcam_ext[export]``).
+    symbolic with dynamic_batch), outputs ``logits`` and ``maps``; ``metadata_props`` as the
+    .pt2's metadata. opset: 17 or later (torch.onnx builds 18; 17 is rewritten from it, later
+    ones are converted by torch.onnx). Needs onnx and onnxscript (``pip install
+    actcam_ext[export]``).
     """
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise UserError(f"{PREFIX}opset must be an integer >= {MIN_OPSET}, got {opset!r}")
     require("onnx", "onnxscript")
     dest = _destination(path, ".onnx")
-    ep = program(model, method, target_layer, size, batch=batch, input_size=input_size, targets=targets,
-                 dynamic_batch=dynamic_batch)
+    _, ep, meta = _export(model, method, target_layer, size, batch, input_size, targets, dynamic_batch)
+    meta = _with_extra(meta, metadata)
     exported = torch.onnx.export(
         ep, dynamo=True, opset_version=max(opset, TORCHLIB_OPSET), external_data=False, verbose=False,
         input_names=["images"], output_names=["logits", "maps"],
-        custom_translation_table={torch.ops.actcam.cam.default: cam_translation()})
+        custom_translation_table=onnx_translation_table())
     proto = exported.model_proto
     if opset < TORCHLIB_OPSET:
         to_opset17(proto)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     data = proto.SerializeToString()
     atomic_write(dest, lambda f: f.write(data))
     return str(dest)

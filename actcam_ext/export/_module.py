@@ -118,6 +118,17 @@ class CamModule(nn.Module):
         self.register_buffer("class_ids", class_ids.reshape(-1) if class_ids is not None else None,
                              persistent=False)
 
+    def describe(self) -> dict[str, str]:
+        """What the module computes, as strings (written into exported files' metadata)."""
+        if self.class_ids is None:
+            classes = "top-1"
+        else:
+            classes = ",".join(str(int(c)) for c in self.class_ids)
+        return {"actcam.method": "cam", "actcam.target_layer": self.tap.layer_name, "actcam.fc_layer": self.fc_name,
+                "actcam.input_shape": ",".join(map(str, self.input_shape)),
+                "actcam.map_size": "input" if self.size is None else f"{self.size[0]},{self.size[1]}",
+                "actcam.targets": classes, "actcam.outputs": "logits,maps"}
+
     def forward(self, x: torch.Tensor):
         logits = self.net(x)
         A = self.tap.take()

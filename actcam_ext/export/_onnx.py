@@ -54,7 +54,7 @@ def require(*names: str) -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise UserError(f"{PREFIX}ONNX export needs {', '.join(missing)}, which is not installed; {_INSTALL}")
+        raise UserError(f"{PREFIX}ONNX export needs {', '.join(missing)}, which this Python lacks; {_INSTALL}")
 
 
 def cam_translation():
@@ -140,6 +140,7 @@ def to_opset17(model):
     policy "stretch", no axes), Pad without axes is unchanged. Anything else new in opset 18
     cannot be expressed and is refused. The result passes the ONNX checker's full check.
     """
+    require("onnx")
     import onnx
     from onnx import helper, numpy_helper
 
