@@ -39,6 +39,14 @@ class LayerTap(nn.Module):
         # One slot per thread: two threads calling the same module each get their own tensor.
         self._slot = threading.local()
 
+    def __getstate__(self):
+        # A thread-local cannot be copied or pickled; a copy starts with an empty slot.
+        return {k: v for k, v in self.__dict__.items() if k != "_slot"}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._slot = threading.local()
+
     def forward(self, *args, **kwargs):
         if self.use_input:
             self._keep(args[0] if args else None)

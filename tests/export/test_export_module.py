@@ -1,6 +1,8 @@
 """actcam_ext.export.cam_module / program: what torch.export captures and that it computes the
 eager CAM. (AOTInductor packages: test_export_aoti.py; ONNX: test_export_onnx.py.)"""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -52,6 +54,9 @@ def test_resnet50_layer4_module_equals_cam_and_leaves_the_model_alone(resnet50, 
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in resnet50.modules())
     assert all(torch.equal(v, before[k]) for k, v in resnet50.state_dict().items())
     assert module.net.fc.weight is resnet50.fc.weight and module.net.layer4.layer is layer4
+    clone = copy.deepcopy(module)  # a copy works on its own
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x)[1], maps, atol=0, rtol=0)
 
 
 def test_fixed_targets_export(resnet50, imagenet_photos):
@@ -112,6 +117,40 @@ def test_gradient_methods_are_refused_with_the_reason(small, method, eager):
     text = str(info.value)
     assert text.startswith("actcam: ") and "\n" not in text
     assert "cannot capture torch.autograd.grad" in text and "method='cam'" in text and f"{eager} eagerly" in text
+
+
+def test_torch_export_still_cannot_capture_the_head_gradient():
+    """Why Grad-CAM is refused: torch.export of a forward that takes the gradient of a linear
+    head with respect to its input (what Grad-CAM needs at the target layer) fails in this
+    torch. When this test fails, torch.export has learnt it, and the refusal can be lifted."""
+
+    class HeadGradient(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, a):
+            with torch.enable_grad():
+                a = a.detach().requires_grad_(True)
+                out = self.fc(a.mean(dim=(2, 3)))
+                (g,) = torch.autograd.grad(out.max(dim=1).values.sum(), a)
+            return g
+
+    with pytest.raises(RuntimeError, match="fake tensor in the exported program constant's list"):
+        torch.export.export(HeadGradient(), (torch.randn(2, 8, 3, 3),), strict=False)
+    with pytest.raises(Exception, match="meta conversion to view functorch tensor"):
+        torch.export.export(_VjpHead(), (torch.randn(2, 8, 3, 3),), strict=False)
+
+
+class _VjpHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, a):
+        out, vjp = torch.func.vjp(lambda t: self.fc(t.mean(dim=(2, 3))), a)
+        (g,) = vjp(torch.ones_like(out))
+        return g
 
 
 def test_unknown_method(small):
