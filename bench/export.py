@@ -47,6 +47,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: how busy the (shared) machine was."""
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
 def photos_batch(pre, batch: int) -> torch.Tensor:
     import skimage.data
     images = [getattr(skimage.data, name)() for name in PHOTOS]
@@ -98,7 +107,9 @@ def main(argv=None) -> dict:
             return model(x)
 
     cases = {"exported_pt2": lambda: runner(x), "eager_cam": lambda: cam(x, size=SIZE), "forward_no_grad": forward}
+    load_before = load_average()
     times = interleaved(cases, args.rounds, args.warmup)
+    load_after = load_average()
     summary = {name: {"min_ms": min(t) * 1e3, "median_ms": statistics.median(t) * 1e3,
                       "times_ms": [round(v * 1e3, 3) for v in t]} for name, t in times.items()}
 
@@ -112,6 +123,7 @@ def main(argv=None) -> dict:
         "command": command,
         "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(),
+        "load_average_before": load_before, "load_average_after": load_after,
         "model": "efficientnet-lite0 (load_model on cpu: BatchNorm folded, NHWC weights)",
         "input": [args.batch, 3, *pre.size], "map_size": list(SIZE), "rounds": args.rounds, "warmup": args.warmup,
         "compile_s": compile_s, "max_abs_diff_maps_vs_eager": diff_maps, "max_abs_diff_logits_vs_eager": diff_logits,
@@ -125,7 +137,8 @@ def main(argv=None) -> dict:
     os.replace(tmp_out, out)
 
     print(f"EfficientNet-Lite0, batch {args.batch}, {pre.size[0]}x{pre.size[1]} -> maps {SIZE[0]}x{SIZE[1]}; "
-          f"{args.rounds} interleaved rounds after {args.warmup} warm-ups; {result['cpu']}, torch {torch.__version__}")
+          f"{args.rounds} interleaved rounds after {args.warmup} warm-ups; {result['cpu']}, torch {torch.__version__}; "
+          f"load average {load_before} -> {load_after}")
     print(f"  .pt2 compile {compile_s:.1f} s; max |maps - eager| {diff_maps:.2e}, max |logits - eager| "
           f"{diff_logits:.2e}")
     for name in CASES:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
