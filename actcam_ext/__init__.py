@@ -3,7 +3,8 @@
 The package reads top to bottom, each layer importing only the ones below it::
 
     cli                                  the `actcam` command
-    pipeline | evaluation                images, folders, videos -> pictures and records | metrics tables
+    pipeline | evaluation | export       images, folders, videos -> pictures and records | metrics tables |
+                                         exportable CAM modules (torch.export, AOTInductor, ONNX)
     methods | metrics | models           CAM, Grad-CAM, ... | the papers' measures | models by name
     targets | localize | images | render what to explain | boxes | image files | pictures
     ops                                  fused native ops (torch.ops.actcam.*) + pure-torch reference
@@ -12,17 +13,19 @@ The package reads top to bottom, each layer importing only the ones below it::
 ``ops`` imports the compiled extension first, so the ops are registered before anything uses them.
 """
 
-from . import metrics, ops, render
+from . import export, metrics, ops, render, targets
 from ._version import __version__
 from .localize import boxes_from_maps
-from .methods import (CAM, ActivationMaps, Deconvnet, Explanation, GradCAM, GradCAMPlusPlus, GuidedBackprop,
-                      GuidedGradCAM, Saliency, activation_maps)
+from .methods import (CAM, ActivationMaps, Deconvnet, EigenCAM, EigenGradCAM, Explanation, GradCAM,
+                      GradCAMElementWise, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM, HiResCAM, LayerCAM,
+                      Saliency, XGradCAM, activation_maps, reshape)
 from .ops import native_available, reference
 from .pipeline import ExplainOptions, Explainer, VideoOptions, demo, explain, explain_folder, explain_video
 from .pipeline.activations import save_activations
 from .errors import UserError
 
-__all__ = ["__version__", "native_available", "ops", "reference", "metrics", "render", "UserError",
-           "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
+__all__ = ["__version__", "native_available", "ops", "reference", "metrics", "render", "export", "UserError",
+           "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM",
+           "EigenGradCAM", "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM", "reshape", "targets",
            "Explanation", "Explainer", "ExplainOptions", "VideoOptions", "explain", "demo", "explain_folder",
            "explain_video", "boxes_from_maps", "activation_maps", "ActivationMaps", "save_activations"]

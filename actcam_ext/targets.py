@@ -10,15 +10,22 @@
 
 Class indices need the model to return logits ``[B, num_classes]``. The functions here are the
 one place where these rules live; the methods and the metrics both use them.
+
+For other outputs, ``classifier``, ``segmentation`` and ``detection`` make the callables::
+
+    ac.GradCAM(deeplab, "backbone.layer4")(x, targets=ac.targets.segmentation(15, mask))
+    ac.EigenCAM(frcnn, "backbone", reshape="fpn")(x, targets=ac.targets.detection(boxes, labels))
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torchvision
 
 from .errors import PREFIX, UserError
 
-__all__ = ["check_top_k", "logits_of", "class_indices", "scores"]
+__all__ = ["check_top_k", "logits_of", "class_indices", "scores", "classifier", "segmentation", "detection"]
 
 
 def check_top_k(top_k, targets) -> None:
@@ -99,3 +106,86 @@ def scores(output, targets, top_k, B: int) -> tuple[torch.Tensor, torch.Tensor |
     if idx.dim() == 1:
         return logits.gather(1, idx[:, None])[:, 0], idx
     return logits.gather(1, idx), idx
+
+
+def classifier(category, softmax: bool = False):
+    """Target: the logit (or, with ``softmax``, the probability) of ``category`` for every image;
+    ``category`` may also be B class ids, one per image. Scores ``[B]``."""
+    def score(output):
+        logits = logits_of(output, "classifier() targets need logits [B, num_classes]")
+        if softmax:
+            logits = logits.softmax(dim=1)
+        idx = class_indices(category, None, logits)
+        return logits.gather(1, idx.view(-1, 1) if idx.dim() == 1 else idx)[:, 0]
+    return score
+
+
+def _segmentation_logits(output) -> torch.Tensor:
+    if isinstance(output, dict):
+        if "out" not in output:
+            raise UserError(f"{PREFIX}segmentation(): the model returned a dict without 'out' (keys: {list(output)})")
+        output = output["out"]
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        got = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise UserError(f"{PREFIX}segmentation() targets need per-pixel logits [B, classes, H, W] (or a dict with "
+                        f"'out', as torchvision's FCN and DeepLabV3 return), got {got}")
+    return output
+
+
+def segmentation(category: int, mask):
+    """Target: the sum of ``category``'s logits over the pixels of ``mask`` ([H, W] for every image
+    or [B, H, W], bool or float weights, at the output's resolution), for models returning
+    ``[B, classes, H, W]`` or ``{"out": ...}``. Scores ``[B]``."""
+    mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    if mask.dim() not in (2, 3):
+        raise UserError(f"{PREFIX}segmentation(): mask must be [H, W] or [B, H, W], got {list(mask.shape)}")
+
+    def score(output):
+        logits = _segmentation_logits(output)
+        B, K, H, W = logits.shape
+        if not 0 <= int(category) < K:
+            raise UserError(f"{PREFIX}segmentation(): category {category} is out of range: the model has {K} classes")
+        if tuple(mask.shape[-2:]) != (H, W) or (mask.dim() == 3 and mask.shape[0] != B):
+            raise UserError(f"{PREFIX}segmentation(): mask {list(mask.shape)} does not fit the output "
+                            f"[{B}, {K}, {H}, {W}]; give [H, W] or [B, H, W] at the output's resolution")
+        m = mask.to(device=logits.device, dtype=logits.dtype)
+        return (logits[:, int(category)] * m).sum(dim=(-2, -1))
+    return score
+
+
+def detection(boxes, labels, iou_threshold: float = 0.5):
+    """Target for torchvision detectors (Faster R-CNN, RetinaNet, FCOS: a list of dicts with
+    ``boxes``, ``labels``, ``scores``): for each reference box, the detection that overlaps it most;
+    when their IoU exceeds ``iou_threshold`` and its label is the reference label, IoU + score
+    counts (as pytorch-grad-cam's FasterRCNNBoxScoreTarget). Scores ``[B]``, the sums per image.
+
+    boxes, labels: one image's reference boxes ``[M, 4]`` (x0, y0, x1, y1) and labels ``[M]`` for
+    every image, or lists of them, one per image.
+    """
+    per_image = isinstance(boxes, (list, tuple)) and boxes and not np.isscalar(boxes[0]) and \
+        np.asarray(boxes[0]).ndim == 2
+
+    def score(outputs):
+        if not isinstance(outputs, (list, tuple)) or not all(isinstance(o, dict) and "boxes" in o for o in outputs):
+            raise UserError(f"{PREFIX}detection() targets need a detector's output: a list of dicts with boxes, "
+                            f"labels and scores, got {type(outputs).__name__}")
+        B = len(outputs)
+        ref_boxes = boxes if per_image else [boxes] * B
+        ref_labels = labels if per_image else [labels] * B
+        if len(ref_boxes) != B or len(ref_labels) != B:
+            raise UserError(f"{PREFIX}detection(): {len(ref_boxes)} lists of reference boxes for {B} images")
+        out = []
+        for o, rb, rl in zip(outputs, ref_boxes, ref_labels):
+            det = o["boxes"]
+            total = det.new_zeros(())
+            if len(det):
+                rb_t = torch.as_tensor(np.asarray(rb, dtype=np.float32), device=det.device, dtype=det.dtype)
+                rb_t = rb_t.reshape(-1, 4)
+                ious = torchvision.ops.box_iou(rb_t, det)  # [M, N]
+                for m, label in enumerate(np.asarray(rl).reshape(-1).tolist()):
+                    j = int(ious[m].argmax())
+                    if ious[m, j] > iou_threshold and int(o["labels"][j]) == int(label):
+                        total = total + ious[m, j] + o["scores"][j]
+            out.append(total)
+        return torch.stack(out)
+    return score

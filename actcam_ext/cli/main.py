@@ -14,12 +14,12 @@ import sys
 
 from .._version import __version__
 from ..errors import Terminated, UserError, message, raise_on_sigterm
-from . import activations, batch, evaluate, explain, info, video
+from . import activations, batch, evaluate, explain, export, info, video
 from ._args import Parser
 
 __all__ = ["build_parser", "main", "SUBCOMMANDS"]
 
-SUBCOMMANDS = (info, explain, video, batch, evaluate, activations)
+SUBCOMMANDS = (info, explain, video, batch, evaluate, activations, export)
 
 
 def build_parser() -> Parser:

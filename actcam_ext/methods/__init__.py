@@ -10,13 +10,15 @@ rules: docs/methods.md. ``activation_maps`` looks at one layer's channels instea
 a class (docs/seeing.md).
 """
 
-from ._base import Explanation, LayerMethod, Method
-from .activation import CAM
+from . import reshape
+from ._base import Explanation, LayerMethod, Method, principal_projection
+from .activation import CAM, EigenCAM
 from .activation_maps import ActivationMaps, activation_maps
-from .gradient import GradCAM, GradCAMPlusPlus
+from .gradient import EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .guided import Deconvnet, GuidedBackprop, GuidedGradCAM, Saliency
 from .registry import ALIASES, HEATMAP_METHODS, METHODS, TITLES, make_method, method_name
 
-__all__ = ["Explanation", "Method", "LayerMethod", "CAM", "GradCAM", "GradCAMPlusPlus", "Saliency", "Deconvnet",
-           "GuidedBackprop", "GuidedGradCAM", "METHODS", "ALIASES", "TITLES", "HEATMAP_METHODS", "method_name",
+__all__ = ["Explanation", "Method", "LayerMethod", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "HiResCAM",
+           "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM", "reshape", "principal_projection",
+           "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM", "METHODS", "ALIASES", "TITLES", "HEATMAP_METHODS", "method_name",
            "make_method", "ActivationMaps", "activation_maps"]

@@ -19,11 +19,13 @@ import torch.nn as nn
 
 from .. import ops, render, targets as _targets
 from ..errors import PREFIX, UserError
+from ..ops import reference
+from . import reshape as _reshape
 from ._hooks import Capture, gradients, run
 from ._layers import LayerRef, resolve_layer
 
 __all__ = ["Explanation", "Method", "LayerMethod", "as_inputs", "batch_and_size", "cam_at_sizes", "detach_output",
-           "uncompiled"]
+           "uncompiled", "principal_projection", "maps_of_stack", "FUSE"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +40,8 @@ class Explanation:
         classifier; whatever the model returned otherwise, e.g. a dict).
     heatmaps: for GuidedGradCAM, the Grad-CAM maps its gradients were weighted with (at the
         same sizes as ``maps``); None for the other methods.
+    layer_maps: with several target layers, ``{layer name: that layer's maps}`` before fusing;
+        None otherwise.
 
     In Jupyter an Explanation shows as a picture of its maps (``_repr_png_``/``_repr_html_``);
     ``ac.render.show(e, images)`` draws them over the images.
@@ -47,6 +51,7 @@ class Explanation:
     class_ids: torch.Tensor | None
     logits: Any
     heatmaps: Any = None
+    layer_maps: dict | None = None
 
     # Jupyter displays an Explanation as a picture. It holds maps but no images, so it draws the
     # maps themselves (render.show without images); ac.render.show(e, images) overlays them.
@@ -211,18 +216,78 @@ class Method:
         return f"{type(self).__name__}({type(self.model).__name__})"
 
 
-class LayerMethod(Method):
-    """Channel-weighted maps of one target layer: ``ReLU(sum_k w_k A_k)``, resized, normalised.
+FUSE = ("mean", "max")
 
-    Subclasses set ``needs_gradients`` and implement ``_weights``; CAM also checks its
-    structure and scores classes from the classifier (``_class_scores``).
+
+def _fuse(per_layer: list, fuse: str):
+    """One map per image from the layers' maps (each already in [0, 1] at the output size):
+    ``mean`` then min-max again (pytorch-grad-cam's aggregation), or ``max`` (torchcam's)."""
+    if isinstance(per_layer[0], list):  # per-image sizes: fuse image by image
+        return [_fuse([maps[i] for maps in per_layer], fuse) for i in range(len(per_layer[0]))]
+    stacked = torch.stack(per_layer)
+    if fuse == "max":
+        return stacked.amax(dim=0)
+    return reference.minmax_normalize(stacked.mean(dim=0))
+
+
+def principal_projection(E: torch.Tensor) -> torch.Tensor:
+    """Projection of each map's pixels on the first principal component of its channels.
+
+    E ``[..., K, h, w]`` -> ``[..., h, w]``: the ``h*w x K`` matrix of each map, centred per
+    channel, times its first right singular vector (Eigen-CAM, Muhammad & Yeasin 2020). An SVD's
+    sign is arbitrary; it is fixed so that the projection's largest magnitude is positive (the
+    salient region comes out positive), which makes the result deterministic on every device.
+    """
+    lead, (K, h, w) = E.shape[:-3], E.shape[-3:]
+    M = torch.nan_to_num(E.float().reshape(-1, K, h * w).transpose(1, 2))  # [N, hw, K]
+    M = M - M.mean(dim=1, keepdim=True)
+    if M.shape[0] == 0 or h * w == 0:
+        return M.new_zeros(*lead, h, w)
+    _, _, vh = torch.linalg.svd(M, full_matrices=False)
+    proj = (M @ vh[:, 0, :, None])[..., 0]  # [N, hw]
+    flip = proj.amin(dim=1).abs() > proj.amax(dim=1).abs()
+    proj = torch.where(flip[:, None], -proj, proj)
+    return proj.reshape(*lead, h, w)
+
+
+def maps_of_stack(S: torch.Tensor, size):
+    """ReLU, resize and min-max of low-resolution maps ``S`` [B,h,w] or [B,C,h,w] through ops.cam
+    (identity weights), at one size or per-image sizes."""
+    if S.dim() == 3:
+        return cam_at_sizes(S[:, None], S.new_ones(S.shape[0], 1), size)
+    B, C = S.shape[:2]
+    eye = torch.eye(C, dtype=S.dtype, device=S.device).expand(B, C, C)
+    return cam_at_sizes(S, eye, size)
+
+
+class LayerMethod(Method):
+    """Maps of target layers from their activations A (and gradients G): ``ReLU(sum_k w_k A_k)``
+    for channel-weight methods, ``ReLU(sum_k E_k)`` for element-wise ones, resized and normalised.
+
+    target_layer: a module, a dotted name, ``"NAME:input"``, None (the default rule), or a list of
+    them (one map per image, fused across the layers with ``fuse``: "mean" or "max"; one backward
+    for all layers). reshape: how the layer's value becomes ``[B, C, h, w]`` (``methods.reshape``).
+    Subclasses set ``needs_gradients`` and implement ``_weights`` (channel weights) or, with
+    ``elementwise = True``, ``_elementwise`` (per-pixel contributions).
     """
 
     needs_gradients = True
+    elementwise = False
+    multi_layer = True
 
-    def __init__(self, model: nn.Module, target_layer=None):
+    def __init__(self, model: nn.Module, target_layer=None, *, reshape=None, fuse: str = "mean"):
         super().__init__(model)
-        self.layer: LayerRef = resolve_layer(self.model, target_layer)
+        layers = list(target_layer) if isinstance(target_layer, (list, tuple)) else [target_layer]
+        if not layers:
+            raise UserError(f"{PREFIX}target_layer is an empty list; pass at least one layer")
+        if len(layers) > 1 and not self.multi_layer:
+            raise UserError(f"{PREFIX}{type(self).__name__} explains one layer; pass one target_layer")
+        if fuse not in FUSE:
+            raise UserError(f"{PREFIX}fuse must be one of {', '.join(FUSE)}, got {fuse!r}")
+        self.layers: list[LayerRef] = [resolve_layer(self.model, layer) for layer in layers]
+        self.layer: LayerRef = self.layers[0]
+        self.reshape = _reshape.resolve(reshape)
+        self.fuse = fuse
 
     @property
     def target_layer(self) -> nn.Module:
@@ -230,32 +295,70 @@ class LayerMethod(Method):
 
     @property
     def target_layer_name(self) -> str:
-        return self.layer.name
+        return ",".join(layer.name for layer in self.layers)
 
-    def explain(self, x, targets=None, *, top_k: int | None = None, size=None) -> Explanation:
+    def explain(self, x, targets=None, *, top_k: int | None = None, size=None, eigen_smooth: bool = False,
+                create_graph: bool = False) -> Explanation:
         """Maps float32 [B,H,W] in [0,1] ([B,C,H,W] for top_k / [B,C] targets) on x's device.
 
         targets: None (top-1 class per image), an int for all images, B ints, a [B,C] array of
         class indices, or a callable mapping the model output to scores [B] (or [B,C]).
         size: output (H, W); default the spatial size of the first input. A list of B (H, W)
         gives each image its own size and a list of B maps [H_i,W_i] ([C,H_i,W_i]).
+        eigen_smooth: replace the sum over channels by the projection on their first principal
+        component (``principal_projection``). create_graph: maps differentiable with respect to
+        the model's parameters (the forward is recorded from the input, the gradient at the layer
+        taken with ``create_graph=True``); the default records only what the maps need.
         """
         inputs = as_inputs(x)
         B, size = batch_and_size(inputs, size)
         _targets.check_top_k(top_k, targets)
         self._check_targets(targets)
         self._check_mode()
-        capture = Capture(self.layer, live=self.needs_gradients)
+        first = inputs[0]
+        input_size = tuple(first.shape[-2:]) if first.dim() >= 3 else None
+        captures = [Capture(layer, live=self.needs_gradients and not create_graph, reshape=self.reshape,
+                            input_size=input_size, graph=create_graph) for layer in self.layers]
         ctx: dict = {}  # per-call state of the subclass's hooks (a method object may serve threads)
         with torch.inference_mode(False):
-            output = run(self.model, inputs, capture.hooks() + self._extra_hooks(ctx), grad=False)
-            A = capture.activation()
+            hooks = [h for c in captures for h in c.hooks()] + self._extra_hooks(ctx)
+            output = run(self.model, inputs, hooks, grad=create_graph)
+            As = [c.activation() for c in captures]
             with torch.enable_grad():
-                scores, idx, logits = self._class_scores(output, targets, top_k, B, A, ctx)
-            grads = gradients(scores, (A,))[0] if self.needs_gradients else None
-            A = A.detach()
-            maps = cam_at_sizes(A, self._weights(A, grads, idx), size)
-        return Explanation(maps, idx, detach_output(logits))
+                scores, idx, logits = self._class_scores(output, targets, top_k, B, As[0], ctx)
+            Gs = [None] * len(captures)
+            if self.needs_gradients:
+                leaves = [leaf for c in captures for leaf in c.leaves]
+                grads = gradients(scores, leaves, create_graph=create_graph)
+                start = 0
+                for i, c in enumerate(captures):
+                    part = list(grads[start:start + len(c.leaves)])
+                    if len(captures) > 1 and not any(bool(g.any()) for g in part):
+                        raise UserError(f"{PREFIX}the scores do not depend on target layer {c.layer.name!r} in this "
+                                        "forward pass; pick layers on the path to the scored output")
+                    Gs[i] = c.gradient(part)
+                    start += len(c.leaves)
+            if not create_graph:
+                As = [A.detach() for A in As]
+                Gs = [G.detach() if G is not None else None for G in Gs]
+            per_layer = [self._layer_maps(A, G, idx, size, eigen_smooth) for A, G in zip(As, Gs)]
+        maps = per_layer[0] if len(per_layer) == 1 else _fuse(per_layer, self.fuse)
+        layer_maps = {layer.name: m for layer, m in zip(self.layers, per_layer)} if len(per_layer) > 1 else None
+        return Explanation(maps, idx, detach_output(logits), layer_maps=layer_maps)
+
+    def _layer_maps(self, A, G, idx, size, eigen_smooth: bool):
+        if self.elementwise:
+            E = self._elementwise(A, G)  # [B,K,h,w] or [B,C,K,h,w]
+            if eigen_smooth:
+                return maps_of_stack(principal_projection(E), size)
+            if E.dim() == 4:
+                return cam_at_sizes(E, E.new_ones(E.shape[:2]), size)
+            return maps_of_stack(E.sum(dim=2), size)
+        w = self._weights(A, G, idx)  # [B,K] or [B,C,K]
+        if eigen_smooth:
+            E = w[..., None, None] * (A if w.dim() == 2 else A.unsqueeze(1))
+            return maps_of_stack(principal_projection(E), size)
+        return cam_at_sizes(A, w, size)
 
     # Hooks for subclasses ------------------------------------------------------------------
 
@@ -274,4 +377,8 @@ class LayerMethod(Method):
 
     def _weights(self, A: torch.Tensor, grads: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor:
         """Channel weights [B,K] (or [B,C,K]) for ops.cam."""
+        raise NotImplementedError
+
+    def _elementwise(self, A: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """Per-pixel contributions [B,K,h,w] (or [B,C,K,h,w]) whose channel sum is the map."""
         raise NotImplementedError

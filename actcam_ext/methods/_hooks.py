@@ -21,37 +21,64 @@ from ._layers import LayerRef
 __all__ = ["Capture", "run", "gradients"]
 
 
-class Capture:
-    """The target layer's tensor during one call, kept at the layer's last call.
+def _flatten(value) -> tuple[list, callable]:
+    """The tensors of a layer's value (a tensor, or a dict/list/tuple of them) and a function that
+    rebuilds the same structure from replacement tensors."""
+    if isinstance(value, torch.Tensor):
+        return [value], lambda ts: ts[0]
+    if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+        keys = list(value)
+        return [value[k] for k in keys], lambda ts: type(value)(zip(keys, ts)) if type(value) is not dict \
+            else dict(zip(keys, ts))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value) \
+            and not hasattr(value, "_fields"):
+        return list(value), lambda ts: type(value)(ts)
+    return [], None
 
-    ``live=True`` (gradient methods): each call of the layer replaces the tensor by a fresh leaf
-    that requires grad and turns autograd on for the rest of the forward; the model continues
-    with a clone of the leaf, so in-place ops after the layer (``out += identity``, an in-place
-    ReLU) neither fail on a leaf nor alter the activations kept. ``live=False`` (CAM): a copy
-    is kept, for the same reason, and nothing else changes.
+
+class Capture:
+    """The target layer's value during one call, kept at the layer's last call.
+
+    ``live=True`` (gradient methods): each call of the layer replaces every tensor of its value by
+    a fresh leaf that requires grad and turns autograd on for the rest of the forward; the model
+    continues with clones of the leaves, so in-place ops after the layer (``out += identity``, an
+    in-place ReLU) neither fail on a leaf nor alter the activations kept. ``live=False`` (CAM): a
+    copy is kept, for the same reason, and nothing else changes. ``graph=True`` (maps that must
+    stay differentiable with respect to the model's parameters): the value stays in the graph, and
+    the model continues with clones.
+
+    ``reshape`` (``reshape.resolve``) maps the value to ``[B, C, h, w]``; ``gradient`` maps the
+    gradients of the leaves the same way.
     """
 
-    def __init__(self, layer: LayerRef, live: bool):
-        self.layer, self.live = layer, live
-        self.A: torch.Tensor | None = None
+    def __init__(self, layer: LayerRef, live: bool, reshape=None, input_size=None, graph: bool = False):
+        self.layer, self.live, self.reshape, self.input_size, self.graph = layer, live, reshape, input_size, graph
+        self.leaves: list | None = None
+        self._rebuild = None
 
     def hooks(self) -> list:
         if self.layer.use_input:
             return [(self.layer.module, "pre", self._pre)]
         return [(self.layer.module, "forward", self._post)]
 
-    def _take(self, t):
-        if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            which = "input" if self.layer.use_input else "output"
-            raise UserError(f"{PREFIX}the {which} of target layer {self.layer.name!r} must be a 4-D tensor "
-                            f"[B,K,h,w], got {got}; pick a layer whose {which} is one feature map")
+    def _take(self, value):
+        tensors, rebuild = _flatten(value)
+        which = "input" if self.layer.use_input else "output"
+        if not tensors:
+            raise UserError(f"{PREFIX}the {which} of target layer {self.layer.name!r} is a {type(value).__name__}, "
+                            "not a tensor (or a dict/list of tensors); pick another layer")
+        self._rebuild = rebuild
+        if self.graph or (self.live and any(t.requires_grad for t in tensors)):
+            # Recording has begun (create_graph, or an earlier target layer of the same call): the
+            # value stays in the graph so the gradient reaches every layer in one backward.
+            self.leaves = tensors
+            return rebuild([t.clone() for t in tensors])
         if not self.live:
-            self.A = t.detach().clone()
+            self.leaves = [t.detach().clone() for t in tensors]
             return None
         torch.set_grad_enabled(True)
-        self.A = t.detach().requires_grad_(True)
-        return self.A.clone()
+        self.leaves = [t.detach().requires_grad_(True) for t in tensors]
+        return rebuild([t.clone() for t in self.leaves])
 
     def _pre(self, module, args):
         replacement = self._take(args[0] if args else None)
@@ -60,10 +87,36 @@ class Capture:
     def _post(self, module, args, output):
         return self._take(output)
 
+    def _view(self, tensors, what: str) -> torch.Tensor:
+        value = self._rebuild(tensors)
+        if self.reshape is not None:
+            value = self.reshape(value, self.input_size)
+        if not isinstance(value, torch.Tensor) or value.dim() != 4:
+            got = list(value.shape) if isinstance(value, torch.Tensor) else \
+                f"a {type(value).__name__} of {len(value)} tensors" if isinstance(value, (tuple, list, dict)) else \
+                type(value).__name__
+            which = "input" if self.layer.use_input else "output"
+            hint = ("pass reshape='vit' for tokens [B, N, C], 'swin' for [B, h, w, C], 'fpn' for a dict of feature "
+                    "maps, or a callable" if self.reshape is None else "the reshape must return [B, C, h, w]")
+            raise UserError(f"{PREFIX}the {which} of target layer {self.layer.name!r} must be a 4-D tensor "
+                            f"[B,K,h,w]{' after the reshape' if self.reshape is not None else ''}, got {got}; {hint}")
+        return value
+
     def activation(self) -> torch.Tensor:
-        if self.A is None:
+        """The layer's activations ``[B, K, h, w]`` (a function of the leaves: differentiable in them)."""
+        if self.leaves is None:
             raise UserError(f"{PREFIX}target layer {self.layer.name!r} was not called in the model's forward pass")
-        return self.A
+        return self._view(self.leaves, "activations")
+
+    def gradient(self, grads: list) -> torch.Tensor:
+        """The gradients of the leaves, mapped as the activations: ``[B, K, h, w]``, or
+        ``[B, C, K, h, w]`` for gradients with a class dimension after the batch one."""
+        first = grads[0]
+        if first.dim() == self.leaves[0].dim():
+            return self._view(grads, "gradients")
+        B, C = first.shape[:2]
+        g = self._view([t.flatten(0, 1) for t in grads], "gradients")
+        return g.unflatten(0, (B, C))
 
 
 def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
@@ -97,8 +150,13 @@ def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
             h.remove()
 
 
-def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor]) -> tuple:
-    """d scores / d wrt, one gradient per score column.
+_UNUSED = (f"{PREFIX}the scores do not depend on the target layer's output in this forward pass; pick a layer "
+           "on the path to the scored output")
+
+
+def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor], create_graph: bool = False) -> tuple:
+    """d scores / d wrt, one gradient per score column; a tensor the scores do not depend on gets
+    zeros (an FPN level the detections do not read), and when none is used, a UserError.
 
     Images never interact in an eval-mode network, so the gradient of the batch sum gives every
     image the gradient of its own score. C scores per image go through one vectorised backward
@@ -108,15 +166,29 @@ def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor]) -> tuple:
     if scores.grad_fn is None and not scores.requires_grad:
         raise UserError(f"{PREFIX}the scores do not depend on the differentiated tensor (is the target layer's "
                         "output detached, or computed under torch.no_grad inside the model?)")
-    try:
-        if scores.dim() == 1:
-            return torch.autograd.grad(scores.sum(), wrt)
+    wrt = tuple(wrt)
+    if scores.dim() == 1:
+        grads = torch.autograd.grad(scores.sum(), wrt, create_graph=create_graph, allow_unused=True)
+        lead = ()
+    else:
         B, C = scores.shape
-        onehot = torch.eye(C, dtype=scores.dtype, device=scores.device)[:, None, :].expand(C, B, C)
-        grads = torch.autograd.grad(scores, wrt, grad_outputs=onehot, is_grads_batched=True)
-        return tuple(g.transpose(0, 1) for g in grads)
-    except RuntimeError as exc:
-        if "not have been used in the graph" in str(exc):
-            raise UserError(f"{PREFIX}the scores do not depend on the target layer's output in this forward "
-                            "pass; pick a layer on the path to the scored output") from None
-        raise
+        lead = (C,)
+        if create_graph:  # a differentiable batched backward: one pass per class
+            per_class = [torch.autograd.grad(scores[:, c].sum(), wrt, create_graph=True, retain_graph=True,
+                                             allow_unused=True) for c in range(C)]
+            grads = tuple(None if per_class[0][i] is None else torch.stack([g[i] for g in per_class], dim=1)
+                          for i in range(len(wrt)))
+            lead = None
+        else:
+            onehot = torch.eye(C, dtype=scores.dtype, device=scores.device)[:, None, :].expand(C, B, C)
+            grads = torch.autograd.grad(scores, wrt, grad_outputs=onehot, is_grads_batched=True, allow_unused=True)
+            grads = tuple(None if g is None else g.transpose(0, 1) for g in grads)
+    if all(g is None for g in grads):
+        raise UserError(_UNUSED)
+    out = []
+    for g, t in zip(grads, wrt):
+        if g is None:
+            g = t.new_zeros(t.shape) if scores.dim() == 1 else \
+                t.new_zeros((t.shape[0], scores.shape[1], *t.shape[1:]))
+        out.append(g)
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""CAM (Zhou et al. 2016): weights from the classifier, no gradient at all."""
+"""Methods without a gradient: CAM (the classifier's weights) and Eigen-CAM (principal components)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import torch.nn as nn
 
 from .. import targets as _targets
 from ..errors import PREFIX, UserError
-from ._base import LayerMethod
+from ._base import LayerMethod, maps_of_stack, principal_projection
 from ._layers import find_module, last_of
 
-__all__ = ["CAM"]
+__all__ = ["CAM", "EigenCAM"]
 
 _ADVICE = "; use GradCAM, which needs no such structure (on a GAP+FC network it equals CAM)"
 
@@ -26,9 +26,10 @@ class CAM(LayerMethod):
     """
 
     needs_gradients = False
+    multi_layer = False
 
-    def __init__(self, model: nn.Module, target_layer=None, fc_layer=None):
-        super().__init__(model, target_layer)
+    def __init__(self, model: nn.Module, target_layer=None, fc_layer=None, *, reshape=None):
+        super().__init__(model, target_layer, reshape=reshape)
         if fc_layer is None:
             found = last_of(self.model, nn.Linear)
             if found is None:
@@ -82,3 +83,28 @@ class CAM(LayerMethod):
             raise UserError(f"{PREFIX}CAM needs the final linear layer to read the global average of the target "
                             f"activations (GAP -> FC), and the input of {self.fc_layer_name!r} is not the spatial "
                             f"mean of {where}{_ADVICE}")
+
+
+class EigenCAM(LayerMethod):
+    """Eigen-CAM (Muhammad & Yeasin 2020): the projection of the layer's activations on their first
+    principal component (``principal_projection``), then ReLU, resize and min-max. No gradient and
+    no class: the map is the same for every target; class ids are reported when the model returns
+    logits. Several layers, ``reshape`` and ``fuse`` as for every layer method.
+    """
+
+    needs_gradients = False
+
+    def _class_scores(self, output, targets, top_k, B, A, ctx):
+        if callable(targets) and not isinstance(targets, torch.Tensor):
+            return None, None, output  # the map does not depend on the score
+        if isinstance(output, torch.Tensor) and output.dim() == 2:
+            return None, _targets.class_indices(targets, top_k, output), output
+        if targets is None and top_k is None:
+            return None, None, output
+        _targets.logits_of(output, "Eigen-CAM's map does not depend on the class: pass no targets")
+
+    def _layer_maps(self, A, G, idx, size, eigen_smooth):
+        P = principal_projection(A)  # [B,h,w]: the same for every class
+        if idx is not None and idx.dim() == 2:
+            P = P.unsqueeze(1).expand(-1, idx.shape[1], -1, -1)
+        return maps_of_stack(P, size)

@@ -6,11 +6,13 @@ plain gradient (saliency) G*[x>0]; Deconvnet G*[G>0]; guided backprop G*[x>0]*[G
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from .. import targets as _targets
 from ..errors import PREFIX, UserError
@@ -47,39 +49,48 @@ class _ReLURule(torch.autograd.Function):
         return g, None, None
 
 
-class _GuidedHooks:
-    """Pre/forward hook pair per nn.ReLU / nn.ReLU6 that routes the call through _ReLURule.
+# ReLU and ReLU6, however the model calls them: modules (nn.ReLU calls F.relu, nn.ReLU6 calls
+# F.hardtanh(x, 0, 6)), functions (F.relu, torch.relu, F.relu6), in place or not, and methods.
+_RELU = {F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+_RELU6 = {F.relu6, torch._C._nn.relu6, torch._C._nn.relu6_} if hasattr(torch._C._nn, "relu6_") else {F.relu6}
+_HARDTANH = {F.hardtanh, torch._C._nn.hardtanh, torch._C._nn.hardtanh_}
+# Activations for which no ReLU rule exists: the methods say so once per call.
+_OTHER = {F.gelu: "gelu", F.silu: "silu", F.mish: "mish", F.hardswish: "hardswish", F.elu: "elu",
+          F.leaky_relu: "leaky_relu", F.selu: "selu", F.softplus: "softplus", torch.sigmoid: "sigmoid",
+          torch.tanh: "tanh"}
 
-    The pre-hook keeps the real input (with its autograd history) and hands the module a
-    detached copy, a clone for in-place modules so the original values survive; the forward
-    hook then discards the module's output and returns _ReLURule on the kept input. A stack
-    per module handles modules called several times (torchvision's shared ``relu``).
-    """
 
-    def __init__(self, model: nn.Module, guided: bool):
+class _ReLURules(TorchFunctionMode):
+    """While active (one call, one thread), every ReLU/ReLU6 call of the model runs ``_ReLURule``:
+    its backward is replaced, its forward unchanged. An in-place call returns a new tensor holding
+    the result (the models use the return value, as torch's own modules do)."""
+
+    def __init__(self, guided: bool):
+        super().__init__()
         self.guided = guided
-        self.modules = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
-        self.stack: dict[int, list] = {}
+        self.applied = 0
+        self.others: set = set()
 
-    def hooks(self) -> list:
-        out = []
-        for m in self.modules:
-            out.append((m, "pre", self._pre))
-            out.append((m, "forward", self._post))
-        return out
-
-    def _pre(self, module, args):
-        x = args[0]
-        self.stack.setdefault(id(module), []).append(x)
-        x_free = x.detach()
-        if getattr(module, "inplace", False):
-            x_free = x_free.clone()
-        return (x_free, *args[1:])
-
-    def _post(self, module, args, output):
-        x = self.stack[id(module)].pop()
-        upper = float(module.max_val) if isinstance(module, nn.ReLU6) else None
-        return _ReLURule.apply(x, self.guided, upper)
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else kwargs.get("input")
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            upper = None
+            if func in _RELU:
+                upper = 0.0
+            elif func in _RELU6:
+                upper = 6.0
+            elif func in _HARDTANH:
+                lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+                hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+                if lo == 0.0:
+                    upper = float(hi)
+            if upper is not None:
+                self.applied += 1
+                return _ReLURule.apply(x, self.guided, None if upper == 0.0 else upper)
+            if func in _OTHER:
+                self.others.add(_OTHER[func])
+        return func(*args, **kwargs)
 
 
 class _InputGradient(Method):
@@ -97,14 +108,7 @@ class _InputGradient(Method):
         B, _ = batch_and_size(inputs, (1, 1))
         _targets.check_top_k(top_k, targets)
         self._check_mode()
-        hooks = []
-        if self._rule is not None:
-            rules = _GuidedHooks(self.model, guided=self._rule == "guided")
-            if not rules.modules:
-                warnings.warn(f"actcam: {type(self).__name__}: the model has no nn.ReLU / nn.ReLU6 modules, "
-                              "so no backward rule applies (functional relu calls are not modified)",
-                              RuntimeWarning, stacklevel=3)
-            hooks = rules.hooks()
+        rules = _ReLURules(guided=self._rule == "guided") if self._rule is not None else None
         with torch.inference_mode(False):
             # An inference tensor (made under torch.inference_mode) cannot become a leaf that
             # requires grad; a clone made outside inference mode can.
@@ -113,11 +117,24 @@ class _InputGradient(Method):
             wrt = tuple(t for t in leaves if t.requires_grad)
             if not wrt:
                 raise UserError(f"{PREFIX}no floating-point input to differentiate")
-            output = run(self.model, leaves, hooks, grad=True)
+            with rules if rules is not None else contextlib.nullcontext():
+                output = run(self.model, leaves, [], grad=True)
             with torch.enable_grad():
                 scores, idx = _targets.scores(output, targets, top_k, B)
             grads = tuple(g.float() for g in gradients(scores, wrt))
+        if rules is not None:
+            self._warn_rules(rules)
         return Explanation(grads if tuple_in else grads[0], idx, detach_output(output))
+
+    def _warn_rules(self, rules: _ReLURules) -> None:
+        name = type(self).__name__
+        if not rules.applied:
+            warnings.warn(f"actcam: {name}: the model calls no ReLU or ReLU6, so no backward rule applies (the "
+                          "result is the plain gradient)", RuntimeWarning, stacklevel=4)
+        elif rules.others:
+            warnings.warn(f"actcam: {name}: the rule applies to the model's ReLUs only; its other activations "
+                          f"({', '.join(sorted(rules.others))}) keep their plain backward", RuntimeWarning,
+                          stacklevel=4)
 
 
 class Saliency(_InputGradient):
@@ -127,7 +144,8 @@ class Saliency(_InputGradient):
 
 
 class Deconvnet(_InputGradient):
-    """Deconvnet (Zeiler & Fergus 2014): every nn.ReLU / nn.ReLU6 backward becomes G*[G>0].
+    """Deconvnet (Zeiler & Fergus 2014): every ReLU / ReLU6 backward becomes G*[G>0] (modules and
+    functional calls alike).
 
     The forward sign is ignored, also for ReLU6's upper bound: the rule acts on the gradient only.
     """
@@ -154,9 +172,9 @@ class GuidedGradCAM(Method):
     ``heatmaps`` holds the Grad-CAM maps at the same sizes.
     """
 
-    def __init__(self, model: nn.Module, target_layer=None):
+    def __init__(self, model: nn.Module, target_layer=None, *, reshape=None, fuse: str = "mean"):
         super().__init__(model)
-        self.gradcam = GradCAM(model, target_layer)
+        self.gradcam = GradCAM(model, target_layer, reshape=reshape, fuse=fuse)
         self.guided = GuidedBackprop(model)
         # One warning for this object, not one per pass.
         self.gradcam._warned_training = self.guided._warned_training = True

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from ..errors import PREFIX, UserError
-from .activation import CAM
-from .gradient import GradCAM, GradCAMPlusPlus
+from .activation import CAM, EigenCAM
+from .gradient import EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .guided import GuidedGradCAM
 
 __all__ = ["METHODS", "ALIASES", "TITLES", "HEATMAP_METHODS", "method_name", "make_method"]
 
-METHODS = {"cam": CAM, "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "guided-gradcam": GuidedGradCAM}
+METHODS = {"cam": CAM, "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM,
+           "hirescam": HiResCAM, "gradcam-elementwise": GradCAMElementWise, "layercam": LayerCAM,
+           "eigencam": EigenCAM, "eigen-gradcam": EigenGradCAM, "guided-gradcam": GuidedGradCAM}
 ALIASES = {"gradcampp": "gradcam++", "grad-cam": "gradcam", "grad-cam++": "gradcam++",
-           "guided-grad-cam": "guided-gradcam"}
-TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "guided-gradcam": "Guided Grad-CAM"}
+           "guided-grad-cam": "guided-gradcam", "xgrad-cam": "xgradcam", "hires-cam": "hirescam",
+           "gradcamelementwise": "gradcam-elementwise", "layer-cam": "layercam", "eigen-cam": "eigencam",
+           "eigengradcam": "eigen-gradcam"}
+TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+          "hirescam": "HiResCAM", "gradcam-elementwise": "Grad-CAM element-wise", "layercam": "LayerCAM",
+          "eigencam": "Eigen-CAM", "eigen-gradcam": "Eigen-Grad-CAM", "guided-gradcam": "Guided Grad-CAM"}
 # Methods whose maps are heatmaps in [0, 1] (what an overlay shows); Guided Grad-CAM makes
 # gradient pictures.
-HEATMAP_METHODS = ("cam", "gradcam", "gradcam++")
+HEATMAP_METHODS = tuple(k for k in METHODS if k != "guided-gradcam")
 
 
 def method_name(name, allowed=tuple(METHODS)) -> str:
@@ -27,6 +33,7 @@ def method_name(name, allowed=tuple(METHODS)) -> str:
     return key
 
 
-def make_method(name, model, layer=None):
-    """The method object for a name (or alias) on ``model`` at target layer ``layer``."""
-    return METHODS[method_name(name)](model, target_layer=layer)
+def make_method(name, model, layer=None, **kwargs):
+    """The method object for a name (or alias) on ``model`` at target layer ``layer`` (or a list of
+    layers); ``kwargs`` (``reshape``, ``fuse``) go to the method."""
+    return METHODS[method_name(name)](model, target_layer=layer, **kwargs)

@@ -86,9 +86,11 @@ def test_kill_9_at_random_points_then_resume(folder, tmp_path):
     rng = random.Random(7)
     kills = 0
     for _ in range(3):
-        proc = subprocess.Popen(_batch(folder, out, "--batch", "8", "--top-k", "10"), stderr=subprocess.DEVNULL)
         start = _records_on_disk(out) if out.exists() else 0
-        _wait_for(lambda: out.exists() and _records_on_disk(out) > start, timeout=120)
+        if start >= N_IMAGES:
+            break
+        proc = subprocess.Popen(_batch(folder, out, "--batch", "8", "--top-k", "10"), stderr=subprocess.DEVNULL)
+        _wait_for(lambda: proc.poll() is not None or (out.exists() and _records_on_disk(out) > start), timeout=120)
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
