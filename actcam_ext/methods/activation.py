@@ -74,8 +74,8 @@ class CAM(LayerMethod):
                             f"{list(fc_x.shape)}{_ADVICE}")
         if B == 0:  # an empty batch: nothing to compare, nothing to explain
             return
-        gap = A.float().mean(dim=(2, 3))
-        fc_x = fc_x.float()
+        gap = A.detach().float().mean(dim=(2, 3))
+        fc_x = fc_x.detach().float()
         # Low precision (autocast) pools in bf16/fp16: allow their rounding, nothing more.
         rtol = 1e-3 if A.dtype == torch.float32 and fc_x.dtype == torch.float32 else 3e-2
         scale = float(fc_x.abs().max()) + 1e-12

@@ -64,7 +64,8 @@ class _Tokens(Reshape):
                 if m % h:
                     continue
                 w = m // h
-                if h * W == w * H and H % h == 0 and W % w == 0:
+                # prefix tokens are few next to the patches they summarise
+                if h * W == w * H and H % h == 0 and W % w == 0 and p < h * w:
                     found.append((p, h, w))
         if len(found) != 1:
             what = "no" if not found else f"{len(found)} ({', '.join(f'{h}x{w} after {p}' for p, h, w in found)})"

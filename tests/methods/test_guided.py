@@ -98,3 +98,74 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam(resnet18, photos_small)
     assert torch.allclose(ac.GuidedGradCAM(resnet18, "layer4")(photos_small),
                           ac.GuidedGradCAM(resnet18, "layer4")(photos_small, top1))
 
+
+
+class _FunctionalNet(nn.Module):
+    """The same network as _ModuleNet, calling its activations as functions (as DenseNet's last
+    ReLU and every GoogLeNet conv do), in place and not, ReLU and ReLU6 alike."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.c2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x), inplace=True)
+        x = F.relu6(self.c2(x))
+        x = torch.relu(self.c3(x)).mean(dim=(2, 3))
+        return self.fc(x)
+
+
+class _ModuleNet(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+        self.a1, self.a2, self.a3 = nn.ReLU(inplace=True), nn.ReLU6(), nn.ReLU()
+
+    def forward(self, x):
+        f = self.f
+        x = self.a3(f.c3(self.a2(f.c2(self.a1(f.c1(x))))))
+        return f.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("cls", [ac.Deconvnet, ac.GuidedBackprop])
+def test_the_rules_apply_to_functional_relus(cls):
+    """Functional relu/relu_/relu6 get the rule exactly as modules do (the module version is the
+    one checked against captum and a hand-written backward above)."""
+    torch.manual_seed(5)
+    f = _FunctionalNet().eval()
+    with torch.no_grad():
+        f.c2.weight.mul_(6)  # pre-activations above 6: ReLU6's upper bound matters
+    x = torch.randn(2, 3, 10, 12)
+    t = torch.tensor([0, 3])
+    ours = cls(f)(x, t)
+    want = cls(_ModuleNet(f).eval())(x, t)
+    assert torch.allclose(ours, want, rtol=1e-6, atol=1e-8)
+    assert not torch.allclose(ours, ac.Saliency(f)(x, t), atol=1e-6)  # the rule changed something
+
+
+def test_densenet_guided_backprop_equals_captum_on_the_same_network_with_modules():
+    """DenseNet-121 applies F.relu(inplace=True) before pooling: the rule applies there too, so the
+    result equals captum's on an equivalent network whose last ReLU is a module."""
+    import captum.attr
+    torch.manual_seed(0)
+    net = torchvision.models.densenet121().eval()
+    modular = nn.Sequential(net.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), net.classifier).eval()
+    x = photos(48, 48)[:2]
+    t = torch.tensor([3, 7])
+    ours = ac.GuidedBackprop(net)(x, t)
+    with pytest.warns(UserWarning):
+        theirs = captum.attr.GuidedBackprop(modular).attribute(x, target=t)
+    assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+
+
+def test_warns_when_the_rule_cannot_apply():
+    gelu = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.warns(RuntimeWarning, match=r"ReLUs only; its other activations \(gelu\)"):
+        ac.GuidedBackprop(gelu)(torch.randn(1, 3, 9, 9))
+    none = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.warns(RuntimeWarning, match="calls no ReLU or ReLU6"):
+        ac.Deconvnet(none)(torch.randn(1, 3, 9, 9))
