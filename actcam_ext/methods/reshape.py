@@ -129,7 +129,8 @@ class _FPN(Reshape):
 def vit(grid=None, prefix=None) -> Reshape:
     """Tokens ``[B, N, C]`` -> ``[B, C, h, w]``. grid: (h, w) of the patch grid; prefix: the number
     of class/distillation/register tokens before the patches. Without them, the grid is inferred
-    from the input size (square patches tiling it exactly) when exactly one grid fits."""
+    from the input size when exactly one grid fits: square patches tiling the input exactly, after
+    at most 16 prefix tokens, fewer than the patches."""
     return _Tokens(grid, prefix)
 
 
