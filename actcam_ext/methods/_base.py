@@ -37,7 +37,8 @@ class Explanation:
         ``size`` was a list; input gradients for the guided family.
     class_ids: int64 ``[B]`` or ``[B,C]``, the classes explained (None for a callable target).
     logits: the model's output for the explained forward pass, detached (a 2-D tensor for a
-        classifier; whatever the model returned otherwise, e.g. a dict).
+        classifier; whatever the model returned otherwise, e.g. a dict); with ``create_graph=True``
+        it keeps its graph, so one forward serves a training loss and the maps.
     heatmaps: for GuidedGradCAM, the Grad-CAM maps its gradients were weighted with (at the
         same sizes as ``maps``); None for the other methods.
     layer_maps: with several target layers, ``{layer name: that layer's maps}`` before fusing;
@@ -344,7 +345,8 @@ class LayerMethod(Method):
             per_layer = [self._layer_maps(A, G, idx, size, eigen_smooth) for A, G in zip(As, Gs)]
         maps = per_layer[0] if len(per_layer) == 1 else _fuse(per_layer, self.fuse)
         layer_maps = {layer.name: m for layer, m in zip(self.layers, per_layer)} if len(per_layer) > 1 else None
-        return Explanation(maps, idx, detach_output(logits), layer_maps=layer_maps)
+        # With create_graph the logits keep their graph too: a training loss can use the same forward.
+        return Explanation(maps, idx, logits if create_graph else detach_output(logits), layer_maps=layer_maps)
 
     def _layer_maps(self, A, G, idx, size, eigen_smooth: bool):
         if self.elementwise:

@@ -47,7 +47,7 @@ class _ReLU6Net(nn.Module):
 
 
 def _hand_rule_grad(net, x, t, rule):
-    """Backward through _ReLU6Net one layer at a time with the papers.md ReLU rule."""
+    """Backward through _ReLU6Net one layer at a time with the papers' ReLU rules (docs/methods.md)."""
     x = x.detach().requires_grad_(True)
     z1 = net.c1(x)
     a1 = z1.detach().clamp(0, 6).requires_grad_(True)

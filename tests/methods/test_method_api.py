@@ -350,7 +350,7 @@ def test_cuda_maps_match_cpu(resnet18, photos_small, name):
     targets = [281, 504, 3][: photos_small.shape[0]]
     # Raw input gradients are compared in float64: in float32 the CPU and cuDNN forwards differ
     # by rounding, which flips a few ReLU masks and max-pool choices near ties and so moves
-    # gradient between pixels (seen on an H200: 0.1% of pixels off by up to 1% of the maximum).
+    # gradient between pixels (0.1% of pixels off by up to 1% of the maximum).
     # The activation maps go through ops.cam, which takes float32/16/bf16 only.
     dtype = torch.float64 if name in ("Saliency", "Deconvnet", "GuidedBackprop") else torch.float32
     model_cpu = copy.deepcopy(resnet18).to(dtype)
