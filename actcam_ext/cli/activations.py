@@ -26,8 +26,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    result = save_activations(args.images, args.model, args.out, layer=args.layer, top=args.top, device=args.device,
-                              progress=not args.quiet, **model_kwargs(args))
+    result = save_activations(args.images, args.model, args.out, layer=args.layer, reshape=args.reshape, top=args.top,
+                              device=args.device, progress=not args.quiet, **model_kwargs(args))
     if not args.quiet:
         for img in result["images"]:
             top = ", ".join(str(c) for c in img["channels"][:5]) + (", ..." if len(img["channels"]) > 5 else "")

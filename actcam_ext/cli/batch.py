@@ -28,7 +28,8 @@ def run(args) -> int:
     method_name(args.method)
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
                              image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
-    explainer = Explainer.load(args.method, args.model, layer=args.layer, device=rank_device(args.device),
+    explainer = Explainer.load(args.method, args.model, layer=args.layer, reshape=args.reshape,
+                               device=rank_device(args.device),
                                **model_kwargs(args))
     s = explain_folder(args.dir, args.out, explainer, options, progress=not args.quiet)
     if not args.quiet:

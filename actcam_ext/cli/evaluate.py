@@ -37,8 +37,8 @@ def register(subparsers) -> None:
                     "Win % (Grad-CAM++ sec. 4.1), RISE deletion/insertion AUC, pointing game and box "
                     "localisation (IoU >= 0.5). Prints a markdown table and writes evaluate.md and "
                     "evaluate.json to --out.")
-    p.add_argument("--methods", default=",".join(HEATMAP_METHODS), metavar="NAME,...",
-                   help=f"comma-separated: {', '.join(HEATMAP_METHODS)} (default: all three)")
+    p.add_argument("--methods", default="cam,gradcam,gradcam++", metavar="NAME,...",
+                   help=f"comma-separated: {', '.join(HEATMAP_METHODS)} (default: cam,gradcam,gradcam++)")
     p.add_argument("--dataset", default="synthetic", metavar="synthetic|photos|DIR",
                    help="synthetic (seeded shapes with exact boxes, default), photos (scikit-image's bundled "
                         "photos, no boxes) or a directory of images (no boxes)")
@@ -130,8 +130,9 @@ def run(args) -> int:
     else:
         model, x, boxes, labels, model_name, desc = _photos(args, device)
         layer = args.layer
-    per, info = benchmark.evaluate(model, x, names, boxes=boxes, labels=labels, layer=layer, steps=args.steps,
-                                   threshold=args.threshold, batch=args.batch, progress=not args.quiet)
+    per, info = benchmark.evaluate(model, x, names, boxes=boxes, labels=labels, layer=layer, reshape=args.reshape,
+                                   steps=args.steps, threshold=args.threshold, batch=args.batch,
+                                   progress=not args.quiet)
     rows = benchmark.rows(per)
     table = benchmark.markdown(rows)
     command = _command_line(args)

@@ -73,7 +73,8 @@ def run_explain(args) -> int:
     method_name(args.method)  # an unknown name is reported before any image is read
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
                              image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
-    explainer = functools.partial(Explainer.load, args.method, args.model, layer=args.layer, device=args.device,
+    explainer = functools.partial(Explainer.load, args.method, args.model, layer=args.layer, reshape=args.reshape,
+                                  device=args.device,
                                   **model_kwargs(args))
     result = explain(args.images, explainer, options, args.out, progress=not args.quiet)
     if args.json:

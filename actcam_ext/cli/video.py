@@ -26,7 +26,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     method_name(args.method, HEATMAP_METHODS)
     options = VideoOptions(batch=args.batch, every=args.every, image_weight=args.image_weight, target=args.targets)
-    explainer = Explainer.load(args.method, args.model, layer=args.layer, device=args.device,
+    explainer = Explainer.load(args.method, args.model, layer=args.layer, reshape=args.reshape,
+                               device=args.device,
                                **model_kwargs(args))
     summary = explain_video(args.input, args.output, explainer, options, progress=not args.quiet)
     # The summary goes to stderr with the progress bar; what makes the output differ from the

@@ -33,13 +33,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model, x: torch.Tensor, methods: list, *, boxes=None, labels=None, layer=None, steps: int = 50,
-             threshold: float = 0.2, batch: int = 32, progress: bool = False) -> tuple[dict, dict]:
+def evaluate(model, x: torch.Tensor, methods: list, *, boxes=None, labels=None, layer=None, reshape=None,
+             steps: int = 50, threshold: float = 0.2, batch: int = 32, progress: bool = False) -> tuple[dict, dict]:
     """Score ``methods`` (registry names) on images ``x`` [N,3,H,W] (on the model's device).
 
     boxes: ground-truth boxes [N,4] (or [N,M,4]) for the pointing game and localisation;
     labels: true classes [N] (then a wrong top-1 class counts as a miss for those two).
-    layer: the target layer of every method (None: the default rule). Returns ``(per, info)``:
+    layer: the target layer(s) of every method (None: the default rule); reshape: as for the
+    methods. Returns ``(per, info)``:
     per method, per-image tensors (``drops``, ``increased``, ``deletion_auc``,
     ``insertion_auc``, and with boxes ``hits_pg``, ``iou``, ``hits_loc``) plus ``seconds`` (the
     fastest of TIMING_PASSES passes making the maps); info: ``n``, ``targets`` and, with labels,
@@ -59,7 +60,7 @@ def evaluate(model, x: torch.Tensor, methods: list, *, boxes=None, labels=None, 
     per = {}
     try:
         for name in methods:
-            method = make_method(name, model, layer)
+            method = make_method(name, model, layer, **({"reshape": reshape} if reshape is not None else {}))
             # Warm-up (untimed): first-call costs (allocator, kernels) are not the method's.
             method(x[:min(batch, N)], targets=targets[:min(batch, N)])
             acc = {k: [] for k in ("drops", "increased", "deletion_auc", "insertion_auc", "hits_pg", "iou",

@@ -30,6 +30,7 @@ import torch.nn as nn
 from .. import render, targets as _targets
 from .._validate import positive_int
 from ..errors import PREFIX, UserError
+from . import reshape as _reshape
 from ._base import uncompiled, as_inputs
 from ._hooks import Capture, gradients, run
 from ._layers import resolve_layer
@@ -96,7 +97,7 @@ def _check_order(order, targets) -> None:
                         "order='contribution' with them (order='mean' ranks by mean activation, for no class)")
 
 
-def _class_weights(output, targets, A: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _class_weights(output, targets, capture: Capture, B: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Grad-CAM weights ``[B,K]`` of one class per image, and the class ids (None for a callable)."""
     with torch.enable_grad():
         scores, idx = _targets.scores(output, targets, None, B)
@@ -104,17 +105,18 @@ def _class_weights(output, targets, A: torch.Tensor, B: int) -> tuple[torch.Tens
         raise UserError(f"{PREFIX}the class orders rank the channels for one class per image: targets must be None "
                         f"(the top class), an int, B ints or a callable giving one score per image, got "
                         f"{list(scores.shape)} scores")
-    (grads,) = gradients(scores, (A,))
+    grads = capture.gradient(list(gradients(scores, capture.leaves)))
     return grads.float().mean(dim=(2, 3)), idx
 
 
 def activation_maps(model: nn.Module, x, layer=None, top: int = 16, order: str = "mean",
-                    targets=None) -> ActivationMaps:
+                    targets=None, *, reshape=None) -> ActivationMaps:
     """The ``top`` channels of ``layer`` for each image of ``x`` (module docstring).
 
     x: a tensor ``[B,3,H,W]`` (or a tuple of model inputs), preprocessed for the model.
     layer: None (the default target layer), a module, a dotted name or ``"NAME:input"``; its
-        output (input) must be one tensor ``[B,K,h,w]``.
+        output (input) must be one tensor ``[B,K,h,w]``, or become one through ``reshape`` (as
+        for the methods: ``"vit"``, ``"swin"``, ``"fpn"`` or a callable).
     top: how many channels (>= 1); more than the layer has gives all K of them.
     order: ``"mean"``, ``"weight"`` or ``"contribution"``; targets (the class orders only): None
         for each image's top class, an int, B ints, or a callable mapping the output to one score
@@ -133,13 +135,15 @@ def activation_maps(model: nn.Module, x, layer=None, top: int = 16, order: str =
     inputs = as_inputs(x)
     if inputs[0].dim() == 0:
         raise UserError(f"{PREFIX}the first input must have a batch dimension, got a scalar")
-    capture = Capture(ref, live=order != "mean")
+    first = inputs[0]
+    capture = Capture(ref, live=order != "mean", reshape=_reshape.resolve(reshape),
+                      input_size=tuple(first.shape[-2:]) if first.dim() >= 3 else None)
     with torch.inference_mode(False):
         output = run(model, inputs, capture.hooks(), grad=False)
         A = capture.activation()
         class_ids = None
         if order != "mean":
-            weights, class_ids = _class_weights(output, targets, A, A.shape[0])
+            weights, class_ids = _class_weights(output, targets, capture, A.shape[0])
         A = A.detach()
     if order == "mean":
         scores = A.float().mean(dim=(2, 3))

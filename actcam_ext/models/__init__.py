@@ -11,7 +11,13 @@ and the ``Preprocess`` that turns uint8 RGB images into its input batch. Specs:
     default ImageNet weights are loaded from the local torch hub cache only
     (``$TORCH_HOME/hub/checkpoints/``); when they are not cached the load is refused with a
     UserError instead of explaining a randomly initialised network, whose maps mean nothing.
-    Preprocessing: the weights' own crop size, mean and std.
+    Preprocessing: the weights' own crop size, mean and std. ``weights=FILE`` (a state_dict)
+    loads other weights into the same architecture.
+``timm:NAME``
+    Any timm architecture (``timm.list_models()``, ViT/DeiT/Swin included) with its weights from
+    ``weights=FILE`` (a state_dict; required: nothing is downloaded). Preprocessing: timm's data
+    config for the model. Transformers need ``reshape=`` and an explicit target layer
+    (docs/transformers.md).
 ``PATH``
     A whole model saved with ``torch.save(model, PATH)`` (a pickled ``nn.Module``: unpickling
     runs code from the file, so it is refused unless ``allow_pickle=True``) or ``torch.jit.save``.

@@ -40,7 +40,29 @@ def resolve_device(device) -> torch.device:
     return dev
 
 
-def _torchvision(name: str) -> tuple[nn.Module, Preprocess]:
+def _state_dict(path: str, what: str) -> dict:
+    """A state_dict from a weights file (tensors only: nothing in it runs), or a UserError."""
+    if not os.path.isfile(path):
+        raise UserError(f"{PREFIX}weights file {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which one
+        raise UserError(f"{PREFIX}cannot read the weights {path} for {what}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"{PREFIX}weights file {path!r} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def _load_weights(model: nn.Module, state: dict, path: str, what: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise UserError(f"{PREFIX}the weights {path} do not fit {what}: {str(exc).splitlines()[0]}") from None
+
+
+def _torchvision(name: str, weights_file: str | None) -> tuple[nn.Module, Preprocess]:
     try:
         import torchvision.models as tvm
     except ImportError:
@@ -49,20 +71,43 @@ def _torchvision(name: str) -> tuple[nn.Module, Preprocess]:
     if name not in names:
         raise UserError(f"{PREFIX}unknown torchvision classification model {name!r}; choose one of: {', '.join(names)}")
     weights = tvm.get_model_weights(name).DEFAULT
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
-    if not os.path.isfile(cached):
-        raise UserError(f"{PREFIX}the ImageNet weights of torchvision:{name} are not in the local cache ({cached}) and "
-                        "actcam never downloads; copy the file there (or set TORCH_HOME), or use the built-in "
-                        "efficientnet-lite0")
+    path = weights_file or os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+    if weights_file is None and not os.path.isfile(path):
+        raise UserError(f"{PREFIX}the ImageNet weights of torchvision:{name} are not in the local cache ({path}) and "
+                        "actcam never downloads; copy the file there (or set TORCH_HOME), pass --weights FILE, or "
+                        "use the built-in efficientnet-lite0")
     model = tvm.get_model(name, weights=None)
-    try:
-        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
-    except Exception as exc:  # a truncated or foreign file in the cache: say which one
-        raise UserError(f"{PREFIX}cannot load the cached weights {cached} into torchvision:{name}: "
-                        f"{str(exc).splitlines()[0]}") from None
+    what = f"torchvision:{name}"
+    if weights_file is None:  # the cache's file: a wrong one is named as the cache's
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise UserError(f"{PREFIX}cannot load the cached weights {path} into {what}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    else:
+        _load_weights(model, _state_dict(path, what), path, what)
     t = weights.transforms()
     crop = int(t.crop_size[0])
     return model, Preprocess(size=(crop, crop), mean=tuple(t.mean), std=tuple(t.std))
+
+
+def _timm(name: str, weights_file: str | None) -> tuple[nn.Module, Preprocess]:
+    try:
+        import timm
+        from timm.data import resolve_data_config
+    except ImportError:
+        raise UserError(f"{PREFIX}timm:NAME models need timm; pip install timm") from None
+    if weights_file is None:
+        raise UserError(f"{PREFIX}timm:{name} needs its weights as a file: pass --weights FILE (a state_dict); "
+                        "actcam never downloads, and a randomly initialised network's maps mean nothing")
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except Exception as exc:  # timm's message for an unknown name is a RuntimeError
+        raise UserError(f"{PREFIX}unknown timm model {name!r} ({str(exc).splitlines()[0]})") from None
+    _load_weights(model, _state_dict(weights_file, f"timm:{name}"), weights_file, f"timm:{name}")
+    cfg = resolve_data_config({}, model=model)
+    _, h, w = cfg["input_size"]
+    return model, Preprocess(size=(int(h), int(w)), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
 
 
 def _is_torchscript(path: str) -> bool:
@@ -107,14 +152,16 @@ def _from_path(path: str, allow_pickle: bool) -> tuple[nn.Module, Preprocess]:
     return model, Preprocess()
 
 
-def load_model(spec: str | None = None, device=None, *, input_size=None, mean=None,
-               std=None, optimize: bool | None = None, allow_pickle: bool = False) -> tuple[nn.Module, Preprocess]:
+def load_model(spec: str | None = None, device=None, *, input_size=None, mean=None, std=None,
+               optimize: bool | None = None, allow_pickle: bool = False,
+               weights: str | None = None) -> tuple[nn.Module, Preprocess]:
     """Load a model by spec (module docstring) in eval mode on ``device``.
 
     optimize: NHWC weights, and BatchNorm folding for the built-in model (None: on the CPU
     only; module docstring). allow_pickle: load a model file that is a whole pickled nn.Module,
     which runs code from the file (refused by default; TorchScript archives and state_dicts
-    load without it).
+    load without it). weights: a state_dict file for ``torchvision:NAME`` (instead of the cache)
+    or ``timm:NAME`` (required).
 
     input_size (int or (H, W), each at most MAX_INPUT_SIZE), mean and std (3 finite floats on
     the [0, 1] scale, std > 0) override the model's preprocessing defaults. Raises UserError for
@@ -122,10 +169,14 @@ def load_model(spec: str | None = None, device=None, *, input_size=None, mean=No
     """
     dev = resolve_device(device)
     spec = spec or DEFAULT_MODEL
+    if weights is not None and not spec.startswith(("torchvision:", "timm:")):
+        raise UserError(f"{PREFIX}--weights applies to torchvision:NAME and timm:NAME models, not to {spec!r}")
     if spec == DEFAULT_MODEL:
         model, pre = efficientnet_lite0()
     elif spec.startswith("torchvision:"):
-        model, pre = _torchvision(spec.split(":", 1)[1])
+        model, pre = _torchvision(spec.split(":", 1)[1], weights)
+    elif spec.startswith("timm:"):
+        model, pre = _timm(spec.split(":", 1)[1], weights)
     else:
         model, pre = _from_path(spec, allow_pickle)
     if input_size is not None:

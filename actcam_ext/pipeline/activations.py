@@ -55,11 +55,10 @@ def first_conv(model: nn.Module) -> nn.Conv2d | None:
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
-def _load(model, device, input_size, mean, std, preprocess, allow_pickle):
+def _load(model, device, preprocess, load_kwargs):
     if model is None or isinstance(model, (str, os.PathLike)):
         spec = os.fspath(model or DEFAULT_MODEL)
-        net, pre = load_model(spec, device, input_size=input_size, mean=mean, std=std, optimize=False,
-                              allow_pickle=allow_pickle)
+        net, pre = load_model(spec, device, optimize=False, **load_kwargs)
         return net, preprocess or pre, spec
     if isinstance(model, nn.Module):
         return model, preprocess or Preprocess(), type(model).__name__
@@ -75,15 +74,15 @@ def _channel_overlays(maps: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
 
 def _one_image(gradcam: GradCAM, x: torch.Tensor, rgb: np.ndarray, top: int) -> tuple:
     """(record without file names, activation grid, sheet) of one image, ``x`` its model input."""
-    model, layer = gradcam.model, gradcam.layer
-    by_mean = activation_maps(model, x, layer, top)
+    model, layer, reshape = gradcam.model, gradcam.layer, gradcam.reshape
+    by_mean = activation_maps(model, x, layer, top, reshape=reshape)
     e = gradcam.explain(x, size=rgb.shape[:2])
     logits = e.logits.float()
     cid = int(e.class_ids[0])
     labels = labels_for(logits.shape[1])
     label = labels[cid] if labels else f"class {cid}"
     score = float(logits.softmax(1)[0, cid])
-    by_class = activation_maps(model, x, layer, top, order="contribution", targets=cid)
+    by_class = activation_maps(model, x, layer, top, order="contribution", targets=cid, reshape=reshape)
     grid = by_mean.picture(0)
     pictures = [render.overlays(e.maps, rgb, IMAGE_WEIGHT)[0], *_channel_overlays(by_class.maps[0], rgb)]
     captions = [f"Grad-CAM · {label.split(',')[0]} {score:.2f}", *by_class.labels(0)]
@@ -96,26 +95,28 @@ def _one_image(gradcam: GradCAM, x: torch.Tensor, rgb: np.ndarray, top: int) -> 
 
 
 def save_activations(images, model=None, out_dir="actcam-activations", *, layer=None, top: int = 16, device=None,
-                     input_size=None, mean=None, std=None, preprocess: Preprocess | None = None,
-                     allow_pickle: bool = False,
-                     progress: bool = False) -> dict:
+                     preprocess: Preprocess | None = None, reshape=None, progress: bool = False,
+                     **load_kwargs) -> dict:
     """Write the pictures and ``activations.json`` of the module docstring; returns that record.
 
     images: a path, a uint8 RGB array [H,W,3], or a list of them; every file is read and
     checked before the model is loaded. model: None (the built-in EfficientNet-Lite0), a spec
     (``models.load_model``) or an eval-mode ``nn.Module`` (then ``preprocess`` defaults to
-    224x224 with the ImageNet mean and std). layer: the target-layer rules (None: the default
-    layer). top: channels per picture (>= 1; at most the layer's). Raises UserError for bad
-    input, and then writes nothing.
+    224x224 with the ImageNet mean and std); ``load_kwargs`` (input_size, mean, std,
+    allow_pickle, weights) as for ``models.load_model``. layer: the target-layer rules (None: the
+    default layer); reshape: as for the methods. top: channels per picture (>= 1; at most the
+    layer's). Raises UserError for bad input, and then writes nothing.
     """
     top = positive_int(top, "top")
+    if isinstance(layer, (list, tuple)):
+        raise UserError(f"{PREFIX}activations shows one layer's channels; pass one layer, got {list(layer)}")
     srcs = list(images) if isinstance(images, (list, tuple)) else [images]
     if not srcs:
         raise UserError(f"{PREFIX}no images given")
     items = [as_rgb(s, i) for i, s in enumerate(srcs)]
-    net, pre, spec = _load(model, device, input_size, mean, std, preprocess, allow_pickle)
+    net, pre, spec = _load(model, device, preprocess, load_kwargs)
     dev = next(iter(net.parameters()), torch.empty(0)).device
-    gradcam = GradCAM(net, layer)  # an unknown layer is reported before any image is explained
+    gradcam = GradCAM(net, layer, reshape=reshape)  # an unknown layer is reported before any image is explained
     conv = first_conv(net)
     filters = conv is not None and conv.weight.shape[1] == 3
     bar = progress_bar(len(items), progress)

@@ -75,16 +75,16 @@ class Explainer:
         self._labels: tuple | None = None
 
     @classmethod
-    def load(cls, method: str = "gradcam", model=None, *, layer=None, device=None, input_size=None, mean=None,
-             std=None, preprocess: Preprocess | None = None, allow_pickle: bool = False) -> "Explainer":
+    def load(cls, method: str = "gradcam", model=None, *, layer=None, reshape=None, device=None,
+             preprocess: Preprocess | None = None, **load_kwargs) -> "Explainer":
         """An Explainer for a method name and a model spec (``models.load_model``: None for the
-        built-in EfficientNet-Lite0, ``"torchvision:NAME"``, a file; ``allow_pickle`` as there)
-        or an ``nn.Module`` (in eval mode; then ``preprocess`` defaults to 224x224 with the
-        ImageNet mean/std)."""
+        built-in EfficientNet-Lite0, ``"torchvision:NAME"``, ``"timm:NAME"``, a file;
+        ``load_kwargs`` (input_size, mean, std, allow_pickle, weights) as there) or an
+        ``nn.Module`` (in eval mode; then ``preprocess`` defaults to 224x224 with the ImageNet
+        mean/std). layer: a target layer or a list of them; reshape: as for the methods."""
         if model is None or isinstance(model, (str, os.PathLike)):
             spec = os.fspath(model or DEFAULT_MODEL)
-            net, pre = load_model(spec, device, input_size=input_size, mean=mean, std=std,
-                                  allow_pickle=allow_pickle)
+            net, pre = load_model(spec, device, **load_kwargs)
             dev = next(iter(net.parameters()), torch.empty(0)).device
         elif isinstance(model, nn.Module):
             net, pre, spec = model, None, type(model).__name__
@@ -92,7 +92,8 @@ class Explainer:
         else:
             raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got "
                             f"{type(model).__name__}")
-        return cls(make_method(method, net, layer), preprocess or pre, dev, model_name=spec)
+        kwargs = {"reshape": reshape} if reshape is not None else {}
+        return cls(make_method(method, net, layer, **kwargs), preprocess or pre, dev, model_name=spec)
 
     def describe(self) -> dict:
         """``{"model", "method", "layer"}``: what a results file records about the run."""
