@@ -1,6 +1,6 @@
 """CPU benchmarks of the fused ops against the torch chain they replace, OpenCV, and a plain copy.
 
-    python -m bench.ops [--rounds N] [--quick] [--out bench/results/cpu_ops.json]
+    python -m bench.ops [--rounds N] [--quick] [--threads N] [--out bench/results/cpu_ops.json]
 
 Every group times its cases interleaved round by round (the first case is the baseline) and
 reports minimum and median; outputs are checked against the baseline's before timing.
@@ -47,7 +47,11 @@ def cv2_loop(maps_np, images_np, w):
 
 
 def main(argv=None):
-    args = arguments(__doc__, "bench/results/cpu_ops.json", rounds=30).parse_args(argv)
+    parser = arguments(__doc__, "bench/results/cpu_ops.json", rounds=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     rounds = 2 if args.quick else args.rounds
     size = (56, 56) if args.quick else (224, 224)
     K = 256 if args.quick else 2048
