@@ -1,5 +1,8 @@
 """Builds actcam_ext._C: the C++ CPU kernels always, the CUDA kernels when nvcc and a CUDA torch exist.
 
+The CPU inner loops (csrc/cpu/isa/kernels.cpp) are compiled once per CPU capability with that
+capability's flags (_cpu_capabilities) and chosen at load time (csrc/cpu/dispatch.cpp).
+
 Environment switches:
   ACTCAM_FORCE_CPU=1      build the CPU kernels only
   ACTCAM_FORCE_CUDA=1     fail unless the CUDA kernels can be built
@@ -12,6 +15,7 @@ Environment switches:
 
 import glob
 import os
+import platform
 import re
 import shutil
 import sys
@@ -72,15 +76,62 @@ def _want_cuda():
     return possible
 
 
+# The kernel source compiled once per capability; the other csrc/cpu/*.cpp once, with the
+# common flags.
+CPU_KERNELS = "csrc/cpu/isa/kernels.cpp"
+
+
+def _cpu_capabilities():
+    """(namespace, flags) of each build of CPU_KERNELS, least capable first.
+
+    The default build has the platform's baseline flags (SSE2 on x86-64, NEON on aarch64).
+    The least capable come first on the link line as well: an inline function of a shared
+    header that several builds emit out of line is then taken from the least capable build
+    that emits it, which every caller's CPU can run.
+    """
+    caps = [("default_", [])]
+    if platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32":
+        caps += [("avx2", ["-mavx2", "-mfma", "-mf16c"]),
+                 ("avx512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"])]
+    return caps
+
+
+class ActcamBuildExtension(BuildExtension):
+    """BuildExtension that also compiles CPU_KERNELS once per capability, each with its own
+    flags and object folder, and links those objects after the extension's own."""
+
+    def build_extension(self, ext):
+        caps = getattr(ext, "actcam_cpu_capabilities", ())
+        objects = []
+        for name, flags in caps:
+            args = ext.extra_compile_args
+            cxx = list(args["cxx"] if isinstance(args, dict) else args)
+            cxx += [f"-DACTCAM_CPU_CAPABILITY={name}", *flags]
+            if name != "default_":
+                cxx.append(f"-DACTCAM_CPU_CAPABILITY_{name.upper()}")
+            post = dict(args, cxx=cxx) if isinstance(args, dict) else cxx
+            objects += self.compiler.compile([CPU_KERNELS], output_dir=os.path.join(self.build_temp, f"cpu_{name}"),
+                                             include_dirs=ext.include_dirs, debug=self.debug, extra_postargs=post,
+                                             depends=ext.depends)
+        ext.extra_objects = [*(ext.extra_objects or []), *objects]
+        super().build_extension(ext)
+
+
 def extensions():
     use_cuda = _want_cuda()
     sources = ["csrc/actcam.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    caps = _cpu_capabilities()
     # at::parallel_for is OpenMP code inlined into our translation units: without -fopenmp
     # it silently runs on one thread. libgomp resolves to the copy torch already loaded.
+    # Apple's clang has no -fopenmp: there the kernels run on one thread.
+    openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
     # -fno-trapping-math (no FP exceptions are ever enabled) lets GCC if-convert and vectorise
     # loops with float comparisons and guarded divisions; unlike -ffast-math it changes no result.
-    cxx = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp", "-DACTCAM_PYTHON_MODULE"]
-    ldflags = ["-fopenmp"]
+    # -ffp-contract=off: no a * b + c is fused into one rounding, so every capability's kernels
+    # and the overlay's cv2 arithmetic round as written.
+    cxx = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off", *openmp, "-DACTCAM_PYTHON_MODULE"]
+    cxx += [f"-DACTCAM_HAVE_{name.upper()}" for name, _ in caps if name != "default_"]
+    ldflags = list(openmp)
     if sys.platform.startswith("linux"):
         # Link the shared libstdc++ that torch itself uses. Some toolchains (the GPU image's
         # g++ wrapper) link libstdc++ statically into shared objects; that second, private
@@ -91,10 +142,14 @@ def extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = ACTCAM_DEFAULT_ARCHS
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         nvcc = ["-O3", "-lineinfo", "-DACTCAM_WITH_CUDA"]
-        return [CUDAExtension("actcam_ext._C", sources, extra_compile_args={"cxx": cxx + ["-DACTCAM_WITH_CUDA"],
-                                                                           "nvcc": nvcc},
-                              extra_link_args=ldflags)]
-    return [CppExtension("actcam_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=ldflags)]
+        ext = CUDAExtension("actcam_ext._C", sources, extra_compile_args={"cxx": cxx + ["-DACTCAM_WITH_CUDA"],
+                                                                         "nvcc": nvcc},
+                            extra_link_args=ldflags)
+    else:
+        ext = CppExtension("actcam_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=ldflags)
+    ext.depends = [*ext.depends, CPU_KERNELS, "csrc/cpu/kernels.h", "csrc/kernel_math.h"]
+    ext.actcam_cpu_capabilities = caps
+    return [ext]
 
 
 def _version():
@@ -116,7 +171,7 @@ setup(
     # `pip install actcam_ext[export]`: what actcam_ext.export.onnx needs (onnxruntime runs the result).
     extras_require={"export": ["onnx", "onnxruntime", "onnxscript"]},
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": ActcamBuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["actcam=actcam_ext.cli:main"]},
     zip_safe=False,
 )

@@ -1,6 +1,6 @@
 """CPU benchmarks of the fused ops against the torch chain they replace, OpenCV, and a plain copy.
 
-    python -m bench.ops [--rounds N] [--quick] [--out bench/results/cpu_ops.json]
+    python -m bench.ops [--rounds N] [--quick] [--threads N] [--out bench/results/cpu_ops.json]
 
 Every group times its cases interleaved round by round (the first case is the baseline) and
 reports minimum and median; outputs are checked against the baseline's before timing.
@@ -11,10 +11,18 @@ reports minimum and median; outputs are checked against the baseline's before ti
 - cam-op-B32: the same once the weights exist: what ops.cam replaces on its own.
 - cam-bandwidth: ops.cam (weights given) against a plain copy of as many bytes as the op must
   move (activations read + maps written): the fraction of the machine's copy bandwidth.
+- cam-bandwidth-<capability>: the same under each CPU capability this machine supports.
+- cam_from_grads-B1: Grad-CAM of one image from (activations [1,2048,7,7], gradients) to
+  224x224: the torch chain vs ops.cam_from_grads(..., "gradcam", ...), one fused pass.
+- cam_from_grads-video: a video batch, B=8, K=1280, 12x20 -> 360x640, likewise.
+- cam-dtypes: ops.cam at B=32 with float32, float16 and bfloat16 activations (the same
+  number of elements): the cost per element of the narrower inputs.
 - gradcampp: Grad-CAM++ Eq. 19 weights at B=32, K=512, 14x14: the torch expression vs the op.
 - overlay: 16 x 224x224 JET overlays: a per-image cv2.applyColorMap + cv2.addWeighted loop vs
   ops.overlay.
 """
+
+import os
 
 import cv2
 import numpy as np
@@ -39,7 +47,11 @@ def cv2_loop(maps_np, images_np, w):
 
 
 def main(argv=None):
-    args = arguments(__doc__, "bench/results/cpu_ops.json", rounds=30).parse_args(argv)
+    parser = arguments(__doc__, "bench/results/cpu_ops.json", rounds=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     rounds = 2 if args.quick else args.rounds
     size = (56, 56) if args.quick else (224, 224)
     K = 256 if args.quick else 2048
@@ -69,6 +81,37 @@ def main(argv=None):
     groups.append(group("cam-bandwidth", stats, bytes=nbytes,
                         notes={n: f"{nbytes / s['min'] / 1e9:.1f} GB/s (min)" for n, s in stats.items()}))
 
+    live = ac.ops.cpu_capability()
+    for cap in ("default", "avx2", "avx512"):
+        try:
+            torch.ops.actcam._set_cpu_capability(cap)
+        except ValueError:  # not supported by this CPU
+            continue
+        stats = interleaved({"copy": lambda: dst.copy_(src), "actcam": lambda: ac.ops.cam(A, weights, size)},
+                            rounds, warmup=2)
+        groups.append(group(f"cam-bandwidth-{cap}", stats, bytes=nbytes, capability=cap,
+                            notes={n: f"{nbytes / s['min'] / 1e9:.1f} GB/s (min)" for n, s in stats.items()}))
+    torch.ops.actcam._set_cpu_capability(live)
+
+    for name, (B, K_, h, w, out) in {"cam_from_grads-B1": (1, K, 7, 7, size),
+                                     "cam_from_grads-video": (8, 160 if args.quick else 1280, 12, 20,
+                                                              (90, 160) if args.quick else (360, 640))}.items():
+        Av, Gv = _inputs(B, K_, h, w, seed=1)
+        torch.testing.assert_close(ac.ops.cam_from_grads(Av, Gv, "gradcam", out), torch_chain(Av, Gv, out),
+                                   rtol=1e-5, atol=1e-5)
+        reps = 20 if B == 1 else 1
+        stats = interleaved({"torch-chain": lambda: [torch_chain(Av, Gv, out) for _ in range(reps)],
+                             "actcam": lambda: [ac.ops.cam_from_grads(Av, Gv, "gradcam", out) for _ in range(reps)]},
+                            rounds, warmup=2)
+        for st in stats.values():  # per call
+            st.update(min=st["min"] / reps, median=st["median"] / reps, times=[t / reps for t in st["times"]])
+        groups.append(group(name, stats, B=B, K=K_, low=[h, w], size=list(out), calls_per_sample=reps))
+
+    by_dtype = {str(dt)[6:]: A.to(dt) for dt in (torch.float32, torch.float16, torch.bfloat16)}
+    stats = interleaved({name: (lambda a=a: ac.ops.cam(a, weights, size)) for name, a in by_dtype.items()},
+                        rounds, warmup=2)
+    groups.append(group("cam-dtypes", stats, elements=A.numel(), capability=live))
+
     A2, g2 = _inputs(32, K=64 if args.quick else 512, h=14, w=14)
     g2 = g2 * 1e-2
     torch.testing.assert_close(ac.ops.gradcampp_weights(A2, g2), eq19_torch(A2, g2), rtol=1e-4, atol=1e-6)
@@ -82,7 +125,7 @@ def main(argv=None):
     m_np, i_np = maps.numpy(), images.numpy()
     groups.append(group("overlay", interleaved({"cv2-loop": lambda: cv2_loop(m_np, i_np, 0.5),
                                                  "actcam": lambda: ac.ops.overlay(maps, images, 0.5)}, rounds)))
-    save(args.out, groups, rounds=rounds, quick=args.quick)
+    save(args.out, groups, rounds=rounds, quick=args.quick, cpu_capability=live, load_before=os.getloadavg())
 
 
 if __name__ == "__main__":

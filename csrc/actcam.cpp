@@ -8,8 +8,16 @@ TORCH_LIBRARY(actcam, m) {
   // cam's vector-Jacobian product: (grad_activations, grad_weights) for the gradient of its output.
   m.def("cam_backward(Tensor grad, Tensor activations, Tensor weights, int[2] size, bool relu, bool normalize) -> "
         "(Tensor, Tensor)");
+  // Class activation maps made straight from gradients: the channel weights (or per-pixel
+  // products) of `mode` fused with cam's weighted sum, ReLU, resize and normalisation.
+  m.def("cam_from_grads(Tensor activations, Tensor grads, str mode, int[2] size, bool relu=True, "
+        "bool normalize=True) -> Tensor");
   m.def("gradcampp_weights(Tensor activations, Tensor grads) -> Tensor");
   m.def("overlay(Tensor maps, Tensor images, float image_weight=0.5) -> Tensor");
+  // The CPU kernels' live capability ("default", "avx2" or "avx512"; csrc/cpu/dispatch.cpp).
+  m.def("cpu_capability() -> str");
+  // Tests only: switch the CPU kernels to another capability the CPU supports; returns it.
+  m.def("_set_cpu_capability(str name) -> str");
 }
 
 // overlay returns uint8 pictures: nothing to differentiate. Autograd falls through to the

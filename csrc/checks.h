@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 namespace actcam {
@@ -82,6 +83,59 @@ inline void check_cam_grad(const at::Tensor& grad, const at::Tensor& activations
       s.per_class ? std::vector<int64_t>{s.B, s.C, s.H, s.W} : std::vector<int64_t>{s.B, s.H, s.W};
   TORCH_CHECK_VALUE(grad.sizes() == at::IntArrayRef(shape), "actcam: grad must have the shape of cam's output ",
                     at::IntArrayRef(shape), ", got ", grad.sizes());
+}
+
+// cam_from_grads's modes, in the order of cpu::Mode after kWeights (csrc/cpu/kernels.h).
+inline const std::vector<std::string>& cam_from_grads_modes() {
+  static const std::vector<std::string> modes = {"gradcam", "xgradcam", "hirescam", "gradcam_elementwise",
+                                                 "layercam"};
+  return modes;
+}
+
+// The mode's index in cam_from_grads_modes().
+inline int check_mode(const std::string& mode) {
+  const auto& modes = cam_from_grads_modes();
+  for (size_t i = 0; i < modes.size(); ++i)
+    if (mode == modes[i]) return static_cast<int>(i);
+  std::string list;
+  for (const auto& m : modes) list += (list.empty() ? "'" : ", '") + m + "'";
+  TORCH_CHECK_VALUE(false, "actcam: mode must be one of ", list, ", got '", mode, "'");
+  return -1;
+}
+
+// cam_from_grads: grads [B,K,h,w] (one map per image) or [B,C,K,h,w] (C maps per image), of the
+// activations' dtype. The order of the checks is _checks.cam_from_grads's.
+inline CamShape check_cam_from_grads(const at::Tensor& activations, const at::Tensor& grads, const std::string& mode,
+                                     at::IntArrayRef size) {
+  TORCH_CHECK_VALUE(size.size() == 2, "actcam: size must be two integers (H, W), got ", size);
+  TORCH_CHECK_VALUE(size[0] > 0 && size[1] > 0, "actcam: size must be positive, got ", size);
+  check_mode(mode);
+  check_float(activations, "activations");
+  check_float(grads, "grads");
+  check_rank(activations, "activations", 4, "[B,K,h,w]");
+  TORCH_CHECK_VALUE(grads.dim() == 4 || grads.dim() == 5,
+                    "actcam: grads must be a 4-D or 5-D tensor [B,K,h,w] or [B,C,K,h,w], got shape ", grads.sizes());
+  check_same_device(activations, "activations", grads, "grads");
+  CamShape s;
+  s.B = activations.size(0);
+  s.K = activations.size(1);
+  s.h = activations.size(2);
+  s.w = activations.size(3);
+  TORCH_CHECK_VALUE(s.h > 0 && s.w > 0, "actcam: activations must have a non-empty spatial size, got shape ",
+                    activations.sizes());
+  TORCH_CHECK_VALUE(grads.scalar_type() == activations.scalar_type(),
+                    "actcam: grads must have the dtype of activations (", activations.scalar_type(), "), got ",
+                    grads.scalar_type());
+  const int64_t d = grads.dim();
+  TORCH_CHECK_VALUE(grads.size(0) == s.B && grads.size(d - 3) == s.K && grads.size(d - 2) == s.h &&
+                        grads.size(d - 1) == s.w,
+                    "actcam: grads must have shape [B,K,h,w] = [", s.B, ", ", s.K, ", ", s.h, ", ", s.w,
+                    "] or [B,C,K,h,w] = [", s.B, ", C, ", s.K, ", ", s.h, ", ", s.w, "], got shape ", grads.sizes());
+  s.per_class = d == 5;
+  s.C = s.per_class ? grads.size(1) : 1;
+  s.H = size[0];
+  s.W = size[1];
+  return s;
 }
 
 inline void check_gradcampp(const at::Tensor& activations, const at::Tensor& grads) {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._version import __version__
-from ..ops import native_available
+from ..ops import cpu_capability, native_available
 
 OPS = ("cam", "gradcampp_weights", "overlay")
 
@@ -27,4 +27,7 @@ def run(args) -> int:
             continue
         path = "native fused kernels" if native_available(device) else "pure-torch fallback"
         print(f"  {device}: {path} for {', '.join(OPS)}")
+        if device == "cpu" and native_available(device):
+            print(f"  cpu kernels: {cpu_capability()} instructions (ACTCAM_CPU_CAPABILITY=default|avx2|avx512 caps them)")
+    print("  cam_from_grads: native on the cpu, the pure-torch reference on other devices")
     return 0

@@ -5,15 +5,19 @@ the native kernel when one is registered for the input's device, else the refere
 ``actcam_ext.reference`` (with a one-time RuntimeWarning). The fake kernels
 below give output shapes and dtypes without computing, so torch.compile(fullgraph=True)
 and torch.export trace through the ops; they run the same argument checks as the kernels.
-The autograd formulas below make cam and gradcampp_weights differentiable (docs/ops.md).
+The autograd formulas below make cam, cam_from_grads and gradcampp_weights differentiable
+(docs/ops.md).
 """
 
 import torch
 
 from . import _checks, reference
-from ._native import IMPORT_ERROR, native_available, native_backward_available, warn_fallback_once
+from ._checks import CAM_FROM_GRADS_MODES
+from ._native import (IMPORT_ERROR, cam_from_grads_native, cpu_capability, native_available,
+                      native_backward_available, warn_fallback_once)
 
-__all__ = ["cam", "gradcampp_weights", "overlay", "native_available", "native_backward_available", "reference"]
+__all__ = ["cam", "cam_from_grads", "gradcampp_weights", "overlay", "native_available", "native_backward_available",
+           "cpu_capability", "CAM_FROM_GRADS_MODES", "reference"]
 
 
 def _use_native(op: str, device: torch.device, *tensors: torch.Tensor) -> bool:
@@ -51,6 +55,35 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
     if _use_native("cam", activations.device, activations, weights):
         return torch.ops.actcam.cam.default(activations, weights, size, bool(relu), bool(normalize))
     return reference.cam(activations, weights, size, relu, normalize)
+
+
+def cam_from_grads(activations: torch.Tensor, grads: torch.Tensor, mode: str, size, relu: bool = True,
+                   normalize: bool = True) -> torch.Tensor:
+    """Class activation maps straight from gradients, in one fused pass over both tensors.
+
+    activations [B,K,h,w] and grads of the same dtype, [B,K,h,w] (one map per image) or
+    [B,C,K,h,w] (C maps per image), float32/float16/bfloat16/float64, any strides. Returns
+    [B,H,W] or [B,C,H,W] with ``size=(H, W)``, float32 (float64 for float64 input). ``mode``
+    (CAM_FROM_GRADS_MODES) makes the low-resolution map from A_k and g_k:
+
+    - "gradcam": sum_k w_k A_k, w_k = mean_ij g_kij (Grad-CAM);
+    - "xgradcam": sum_k w_k A_k, w_k = sum_ij g_kij A_kij / sum_ij A_kij, 0 where that sum is
+      0 (XGrad-CAM);
+    - "hirescam": sum_k g_k * A_k (HiResCAM);
+    - "gradcam_elementwise": sum_k relu(g_k * A_k);
+    - "layercam": sum_k relu(g_k) * A_k (LayerCAM);
+
+    then ReLU (if ``relu``), bilinear resize and per-map min-max (if ``normalize``) with the
+    rules of ``cam`` (constant maps, non-finite values). Differentiable with respect to both
+    inputs, by autograd through the reference. On CUDA it runs the reference.
+    """
+    size = list(_checks.cam_from_grads(activations, grads, mode, size, relu, normalize)[-2:])
+    device = activations.device
+    if device.type == "cpu" and cam_from_grads_native(device):
+        return torch.ops.actcam.cam_from_grads.default(activations, grads, mode, size, bool(relu), bool(normalize))
+    if not native_available(device):
+        warn_fallback_once("cam_from_grads", device)
+    return reference.cam_from_grads(activations, grads, mode, size, relu, normalize)
 
 
 def gradcampp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -121,6 +154,22 @@ def _cam_double_backward(ctx, grad_grad_a, grad_grad_w):
     return (*vjp(cotangents), None, None, None)
 
 
+def _cam_from_grads_setup_context(ctx, inputs, output):
+    activations, grads, mode, size, relu, normalize = inputs
+    ctx.save_for_backward(activations, grads)
+    ctx.args = (mode, list(size), relu, normalize)
+
+
+def _cam_from_grads_backward(ctx, grad):
+    activations, grads = ctx.saved_tensors
+    mode, size, relu, normalize = ctx.args
+    _, vjp = torch.func.vjp(lambda a, g: reference.cam_from_grads(a, g, mode, size, relu, normalize),
+                            activations, grads)
+    grad_a, grad_g = vjp(grad)
+    need_a, need_g = ctx.needs_input_grad[:2]
+    return grad_a if need_a else None, grad_g if need_g else None, None, None, None, None
+
+
 def _gradcampp_setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
@@ -145,6 +194,11 @@ if IMPORT_ERROR is None:
         _checks.cam_grad(grad, activations, weights, shape)
         return activations.new_empty(activations.shape), weights.new_empty(weights.shape)
 
+    @torch.library.register_fake("actcam::cam_from_grads")
+    def _cam_from_grads_fake(activations, grads, mode, size, relu=True, normalize=True):
+        shape = _checks.cam_from_grads(activations, grads, mode, size, relu, normalize, native=True)
+        return activations.new_empty(shape, dtype=_checks.compute_dtype(activations, grads))
+
     @torch.library.register_fake("actcam::gradcampp_weights")
     def _gradcampp_weights_fake(activations, grads):
         shape = _checks.gradcampp_weights(activations, grads, native=True)
@@ -158,5 +212,7 @@ if IMPORT_ERROR is None:
     torch.library.register_autograd("actcam::cam", _cam_backward, setup_context=_cam_setup_context)
     torch.library.register_autograd("actcam::cam_backward", _cam_double_backward,
                                     setup_context=_cam_backward_setup_context)
+    torch.library.register_autograd("actcam::cam_from_grads", _cam_from_grads_backward,
+                                    setup_context=_cam_from_grads_setup_context)
     torch.library.register_autograd("actcam::gradcampp_weights", _gradcampp_backward,
                                     setup_context=_gradcampp_setup_context)

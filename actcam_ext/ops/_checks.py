@@ -101,6 +101,44 @@ def cam_grad(grad, activations, weights, shape) -> None:
         raise ValueError(f"actcam: grad must have the shape of cam's output {list(shape)}, got {list(grad.shape)}")
 
 
+CAM_FROM_GRADS_MODES = ("gradcam", "xgradcam", "hirescam", "gradcam_elementwise", "layercam")
+
+
+def mode(value) -> str:
+    """Validate cam_from_grads's mode: one of CAM_FROM_GRADS_MODES."""
+    if not isinstance(value, str) or value not in CAM_FROM_GRADS_MODES:
+        modes = ", ".join(f"'{m}'" for m in CAM_FROM_GRADS_MODES)
+        got = f"'{value}'" if isinstance(value, str) else repr(value)
+        raise ValueError(f"actcam: mode must be one of {modes}, got {got}")
+    return value
+
+
+def cam_from_grads(activations, grads, mode_, size, relu=True, normalize=True, native=False) -> tuple:
+    """Validate cam_from_grads's arguments in csrc/checks.h's order; return the output shape."""
+    H, W = cam_size(size)
+    mode(mode_)
+    _float("activations", activations, native)
+    _float("grads", grads, native)
+    _rank("activations", activations, (4,), "[B,K,h,w]")
+    _rank("grads", grads, (4, 5), "[B,K,h,w] or [B,C,K,h,w]")
+    _same_device("activations", activations, "grads", grads)
+    B, K, h, w = activations.shape
+    if h <= 0 or w <= 0:
+        raise ValueError(f"actcam: activations must have a non-empty spatial size, got shape {list(activations.shape)}")
+    if grads.dtype != activations.dtype:
+        raise ValueError(
+            f"actcam: grads must have the dtype of activations ({activations.dtype}), got {grads.dtype}")
+    if grads.shape[0] != B or tuple(grads.shape[-3:]) != (K, h, w):
+        raise ValueError(
+            f"actcam: grads must have shape [B,K,h,w] = {[B, K, h, w]} or [B,C,K,h,w] = [{B}, C, {K}, {h}, {w}], "
+            f"got shape {list(grads.shape)}")
+    _bool("relu", relu)
+    _bool("normalize", normalize)
+    if grads.dim() == 4:
+        return (B, H, W)
+    return (B, grads.shape[1], H, W)
+
+
 def gradcampp_weights(activations, grads, native=False) -> tuple:
     _float("activations", activations, native)
     _float("grads", grads, native)

@@ -36,6 +36,30 @@ _NATIVE_BACKWARD_DEVICE_TYPES = frozenset(
 )
 
 
+# Device types with a cam_from_grads kernel (the CPU's): elsewhere it runs the reference, by
+# design and without a warning (docs/ops.md).
+_CAM_FROM_GRADS_DEVICE_TYPES = frozenset(
+    device_type
+    for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if device_type in _NATIVE_DEVICE_TYPES
+    and torch._C._dispatch_has_kernel_for_dispatch_key("actcam::cam_from_grads", dispatch_key)
+)
+
+
+def cam_from_grads_native(device: torch.device) -> bool:
+    """True when a cam_from_grads kernel serves tensors on ``device``."""
+    return device.type in _CAM_FROM_GRADS_DEVICE_TYPES
+
+
+def cpu_capability() -> str | None:
+    """The instruction set the CPU kernels run with ("default", "avx2" or "avx512"), or None
+    when the extension is not built. Chosen once per process from ACTCAM_CPU_CAPABILITY and
+    the CPU (docs/ops.md)."""
+    if IMPORT_ERROR is not None:
+        return None
+    return torch.ops.actcam.cpu_capability()
+
+
 def native_backward_available(device: torch.device | str = "cpu") -> bool:
     """True when the fused cam backward kernel serves tensors on ``device``."""
     return torch.device(device).type in _NATIVE_BACKWARD_DEVICE_TYPES

@@ -46,15 +46,8 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
     return (num / den).masked_fill(non_finite, float("nan"))
 
 
-def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = True,
-        normalize: bool = True) -> torch.Tensor:
-    """sum_k weights[k] * activations[k] -> ReLU -> bilinear resize -> per-map min-max, in
-    float32 (float64 when an input is float64). Differentiable with respect to both inputs."""
-    size = _checks.cam(activations, weights, size, relu, normalize)[-2:]
-    dtype = _checks.compute_dtype(activations, weights)
-    per_class = weights.dim() == 3
-    wts = weights.to(dtype) if per_class else weights.to(dtype)[:, None]
-    maps = torch.einsum("bck,bkhw->bchw", wts, activations.to(dtype))
+def _finish(maps: torch.Tensor, size, relu: bool, normalize: bool, per_class: bool) -> torch.Tensor:
+    """[B,C,h,w] low-resolution maps -> ReLU -> bilinear resize to ``size`` -> per-map min-max."""
     if relu:
         maps = torch.relu(maps)
     # one map per row of a [B*C,1,h,w] batch: interpolate refuses C = 0 maps per image
@@ -65,6 +58,55 @@ def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = Tru
         maps = minmax_normalize(maps)
     maps = maps.contiguous()
     return maps if per_class else maps[:, 0]
+
+
+def cam(activations: torch.Tensor, weights: torch.Tensor, size, relu: bool = True,
+        normalize: bool = True) -> torch.Tensor:
+    """sum_k weights[k] * activations[k] -> ReLU -> bilinear resize -> per-map min-max, in
+    float32 (float64 when an input is float64). Differentiable with respect to both inputs."""
+    size = _checks.cam(activations, weights, size, relu, normalize)[-2:]
+    dtype = _checks.compute_dtype(activations, weights)
+    per_class = weights.dim() == 3
+    wts = weights.to(dtype) if per_class else weights.to(dtype)[:, None]
+    maps = torch.einsum("bck,bkhw->bchw", wts, activations.to(dtype))
+    return _finish(maps, size, relu, normalize, per_class)
+
+
+def cam_from_grads(activations: torch.Tensor, grads: torch.Tensor, mode: str, size, relu: bool = True,
+                   normalize: bool = True) -> torch.Tensor:
+    """Class activation maps from activations A [B,K,h,w] and gradients g [B,K,h,w] or
+    [B,C,K,h,w], in float32 (float64 for float64 input). The low-resolution map of ``mode``:
+
+    - gradcam: sum_k w_k A_k with w_k = mean_ij g_kij;
+    - xgradcam: sum_k w_k A_k with w_k = sum_ij g_kij A_kij / sum_ij A_kij (0 where that sum is 0);
+    - hirescam: sum_k g_k * A_k;
+    - gradcam_elementwise: sum_k relu(g_k * A_k);
+    - layercam: sum_k relu(g_k) * A_k;
+
+    then, as in ``cam``, ReLU -> bilinear resize -> per-map min-max. Differentiable with respect
+    to both inputs (a zero XGrad-CAM denominator passes zero gradient).
+    """
+    size = _checks.cam_from_grads(activations, grads, mode, size, relu, normalize)[-2:]
+    dtype = _checks.compute_dtype(activations, grads)
+    per_class = grads.dim() == 5
+    A = activations.to(dtype)[:, None]  # [B,1,K,h,w]
+    g = grads.to(dtype) if per_class else grads.to(dtype)[:, None]  # [B,C,K,h,w]
+    if mode == "gradcam":
+        maps = torch.einsum("bck,bkhw->bchw", g.mean(dim=(-2, -1)), A[:, 0])
+    elif mode == "xgradcam":
+        num = (g * A).sum(dim=(-2, -1))
+        den = A.sum(dim=(-2, -1))
+        nonzero = den != 0
+        # a safe denominator where it is zero, so that the unselected branch's gradient is 0, not NaN
+        w = torch.where(nonzero, num / torch.where(nonzero, den, 1.0), 0.0)
+        maps = torch.einsum("bck,bkhw->bchw", w, A[:, 0])
+    elif mode == "hirescam":
+        maps = (g * A).sum(dim=2)
+    elif mode == "gradcam_elementwise":
+        maps = torch.relu(g * A).sum(dim=2)
+    else:  # layercam
+        maps = (torch.relu(g) * A).sum(dim=2)
+    return _finish(maps, size, relu, normalize, per_class)
 
 
 def gradcampp_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,12 @@
-// CPU kernels of the actcam ops. Each forward op is one at::parallel_for over independent
-// units (maps for cam, (image, channel) rows for gradcampp_weights, image rows for overlay)
-// that reads its inputs once through their strides and writes its output once; cam_backward
-// is two (maps, then (image, channel) rows).
+// CPU ops of actcam: argument checks, the sizes-only plans, scratch and threads. The inner
+// loops of cam, cam_from_grads and overlay are in isa/kernels.cpp, compiled once per CPU
+// capability and reached through cpu::kernels() (kernels.h, dispatch.cpp).
+//
+// cam and cam_from_grads read each image's inputs once, in one pass, for up to
+// cpu::kClassBlock maps at a time, and write each output pixel once. With fewer images than
+// threads, the threads share each image instead: channels (for the channel weights), then
+// pixels of the low-resolution plane, then output rows, so every pixel is computed by the same
+// operations in the same order whatever the thread count.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -18,9 +23,10 @@
 #include <immintrin.h>
 #endif
 
-#include "../kernel_math.h"
 #include "../checks.h"
 #include "../jet_colormap.h"
+#include "../kernel_math.h"
+#include "kernels.h"
 
 namespace actcam {
 namespace {
@@ -37,100 +43,6 @@ void with_acc_type(at::ScalarType acc, F&& f) {
     f(float{});
   }
 }
-
-// low[p] = sum_k wt[k] * A[k, p] in T, for one image's activations A (strides in elements).
-template <typename scalar_t, typename T>
-void channel_sum(const scalar_t* A, int64_t sk, int64_t sh, int64_t sw, int64_t K, int64_t h, int64_t w,
-                 const T* wt, T* low) {
-  const int64_t hw = h * w;
-  if (sw == 1 && sh == w) {
-    // Each channel plane is contiguous (contiguous or sliced along B/K): stream the planes.
-    std::fill(low, low + hw, T(0));
-    for (int64_t k = 0; k < K; ++k) {
-      const scalar_t* a = A + k * sk;
-      const T wk = wt[k];
-      for (int64_t p = 0; p < hw; ++p) low[p] += wk * static_cast<T>(a[p]);
-    }
-  } else if (sk == 1) {
-    // channels_last: the K values of one pixel are contiguous, so each pixel is a dot product.
-    // Four partial sums give the CPU independent chains without reassociating per element.
-    for (int64_t y = 0; y < h; ++y) {
-      for (int64_t x = 0; x < w; ++x) {
-        const scalar_t* a = A + y * sh + x * sw;
-        T acc[4] = {T(0), T(0), T(0), T(0)};
-        int64_t k = 0;
-        for (; k + 4 <= K; k += 4) {
-          for (int j = 0; j < 4; ++j) acc[j] += wt[k + j] * static_cast<T>(a[k + j]);
-        }
-        for (; k < K; ++k) acc[0] += wt[k] * static_cast<T>(a[k]);
-        low[y * w + x] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-      }
-    }
-  } else {
-    std::fill(low, low + hw, T(0));
-    for (int64_t k = 0; k < K; ++k) {
-      const T wk = wt[k];
-      for (int64_t y = 0; y < h; ++y) {
-        const scalar_t* a = A + k * sk + y * sh;
-        for (int64_t x = 0; x < w; ++x) low[y * w + x] += wk * static_cast<T>(a[x * sw]);
-      }
-    }
-  }
-}
-
-// Running min, max and "saw a NaN or inf" of a map, in kLanes independent lanes: one SSE
-// register each on x86-64 for float (explicit intrinsics, because GCC will not turn a float
-// min/max reduction into minps/maxps without -ffast-math), plain lanes elsewhere.
-template <typename T>
-struct MapRange {
-  static constexpr int kLanes = 4;
-  T lo[kLanes], hi[kLanes], zero[kLanes];  // zero[j] accumulates v - v: 0, or NaN after a NaN/inf
-
-  MapRange() {
-    for (int j = 0; j < kLanes; ++j) {
-      lo[j] = std::numeric_limits<T>::infinity();
-      hi[j] = -std::numeric_limits<T>::infinity();
-      zero[j] = T(0);
-    }
-  }
-  void add(int j, T x) {
-    lo[j] = x < lo[j] ? x : lo[j];
-    hi[j] = x > hi[j] ? x : hi[j];
-    zero[j] += x - x;
-  }
-  // out[i] = a * r0[i] + b * r1[i] (one output row of the vertical resize), tracking the range
-  // in the same pass while the values are in registers.
-  void blend_rows(T a, const T* __restrict r0, T b, const T* __restrict r1, T* __restrict out, int64_t n) {
-    int64_t i = 0;
-#if defined(__SSE2__)
-    if constexpr (std::is_same_v<T, float>) {
-      const __m128 va = _mm_set1_ps(a), vb = _mm_set1_ps(b);
-      __m128 vlo = _mm_loadu_ps(lo), vhi = _mm_loadu_ps(hi), vzero = _mm_loadu_ps(zero);
-      for (; i + 4 <= n; i += 4) {
-        const __m128 v = _mm_add_ps(_mm_mul_ps(va, _mm_loadu_ps(r0 + i)), _mm_mul_ps(vb, _mm_loadu_ps(r1 + i)));
-        _mm_storeu_ps(out + i, v);
-        vlo = _mm_min_ps(v, vlo);  // minps(v, lo) = v < lo ? v : lo, the scalar rule below
-        vhi = _mm_max_ps(v, vhi);
-        vzero = _mm_add_ps(vzero, _mm_sub_ps(v, v));
-      }
-      _mm_storeu_ps(lo, vlo);
-      _mm_storeu_ps(hi, vhi);
-      _mm_storeu_ps(zero, vzero);
-    }
-#endif
-    for (; i < n; ++i) {
-      out[i] = a * r0[i] + b * r1[i];
-      add(static_cast<int>(i % kLanes), out[i]);
-    }
-  }
-  T min() const { return *std::min_element(lo, lo + kLanes); }
-  T max() const { return *std::max_element(hi, hi + kLanes); }
-  bool non_finite() const {
-    T z = T(0);
-    for (int j = 0; j < kLanes; ++j) z += zero[j];
-    return z != T(0);
-  }
-};
 
 // The output rows whose values bound the whole resized map. Output row Y blends source rows
 // i0 and i1 with weight l1 that grows with Y while (i0, i1) stays the same, so along every
@@ -181,6 +93,10 @@ struct CamPlan {
     extremes = extreme_rows(slot_taps);
   }
   int64_t n_rows() const { return static_cast<int64_t>(src_rows.size()); }
+  cpu::MapPlanView<T> view() const {
+    return {h, w, H, W, n_rows(), static_cast<int64_t>(extremes.size()), xtaps.data(), slot_taps.data(),
+            src_rows.data(), extremes.data()};
+  }
 
   // rows[j * W + X]: source row src_rows[j] of the low-res map resized to width W.
   void resize_rows(const T* low, T* rows) const {
@@ -202,63 +118,122 @@ struct CamPlan {
   }
 };
 
-// out[i] = clamp(minmax_apply(a * r0[i] + b * r1[i]), 0, 1): one output row, resized and
-// normalised in one pass. The clamp absorbs the rounding by which a row between two extreme
-// rows can land a few ulp outside their range.
-template <typename T>
-void blend_rows_normalized(T a, const T* __restrict r0, T b, const T* __restrict r1, const MinMaxScaleT<T> mm,
-                           T* __restrict out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = minmax_apply(mm, a * r0[i] + b * r1[i]);
-    out[i] = v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
-  }
-}
-
 template <typename T>
 void relu_inplace(T* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];  // written so that NaN passes through
 }
 
-template <typename scalar_t, typename T>
-void cam_cpu_impl(const at::Tensor& A, const T* w_ptr, const CamShape& s, bool relu, bool normalize, T* out) {
-  const scalar_t* a_ptr = A.const_data_ptr<scalar_t>();
-  const int64_t sb = A.stride(0), sk = A.stride(1), sh = A.stride(2), sw = A.stride(3);
-  const int64_t h = s.h, w = s.w, H = s.H, W = s.W;
-  const CamPlan<T> plan(s);
+cpu::Src src_of(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf:
+      return cpu::Src::kHalf;
+    case at::kBFloat16:
+      return cpu::Src::kBFloat16;
+    case at::kDouble:
+      return cpu::Src::kDouble;
+    default:
+      return cpu::Src::kFloat;
+  }
+}
 
-  at::parallel_for(0, s.B * s.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> low(h * w), rows(plan.n_rows() * W), scratch(W);
-    for (int64_t m = begin; m < end; ++m) {
-      const int64_t b = m / s.C;
-      channel_sum(a_ptr + b * sb, sk, sh, sw, s.K, h, w, w_ptr + m * s.K, low.data());
-      if (relu) relu_inplace(low.data(), h * w);
-      // Separable resize: every source row that is read to width W, then blend two rows per
-      // output row.
-      plan.resize_rows(low.data(), rows.data());
-      T* o_map = out + m * H * W;
-      if (!normalize) {
-        for (int64_t Y = 0; Y < H; ++Y) plan.output_row(rows.data(), Y, o_map + Y * W);
-        continue;
+// One map after its low-resolution plane: ReLU, resize, range and output rows. rows holds
+// plan.n_rows() * W. With share_rows, all threads write the output rows.
+template <typename T>
+void finish_map(const cpu::Ops<T>& ops, const CamPlan<T>& plan, const cpu::MapPlanView<T>& v, bool relu,
+                bool normalize, T* low, T* rows, T* out, bool share_rows) {
+  const int64_t H = plan.H, W = plan.W;
+  if (relu) ops.relu(low, plan.h * plan.w);
+  ops.resize_rows(v, low, rows, 0, plan.n_rows());
+  auto write = [&](const MinMaxScaleT<T>* mm) {
+    if (!share_rows) return ops.write_rows(v, rows, mm, out, 0, H);
+    at::parallel_for(0, H, std::max<int64_t>(1, 16384 / W),
+                     [&](int64_t y0, int64_t y1) { ops.write_rows(v, rows, mm, out, y0, y1); });
+  };
+  if (!normalize) return write(nullptr);
+  // The map's range, from the extreme output rows only (see extreme_rows), then a single
+  // pass that writes every pixel already normalised.
+  const cpu::MapRange<T> r = ops.range(v, rows);
+  if (r.non_finite || is_constant_map(r.lo, r.hi)) {
+    std::fill(out, out + H * W, r.non_finite ? std::numeric_limits<T>::quiet_NaN() : T(0));
+    return;
+  }
+  const MinMaxScaleT<T> mm = minmax_scale(r.lo, r.hi);
+  write(&mm);
+}
+
+// The work of one cam or cam_from_grads call. job holds image 0's pointers, the strides and
+// the mode; a_sb, g_sb (bytes) and w_sb (elements) step from one image to the next.
+template <typename T>
+void cam_forward(const cpu::LowresJob<T>& job, int64_t a_sb, int64_t g_sb, int64_t w_sb, const CamShape& s, bool relu,
+                 bool normalize, T* out) {
+  const cpu::Ops<T>& ops = cpu::ops<T>();
+  const CamPlan<T> plan(s);
+  const cpu::MapPlanView<T> v = plan.view();
+  const int64_t hw = s.h * s.w, HW = s.H * s.W, C = s.C, K = s.K;
+  const int64_t blocks_per_image = (C + cpu::kClassBlock - 1) / cpu::kClassBlock;
+  const int64_t units = s.B * blocks_per_image;
+  const int64_t cb_max = std::min(C, cpu::kClassBlock);
+  auto unit_job = [&](int64_t u) {
+    const int64_t b = u / blocks_per_image, c0 = (u % blocks_per_image) * cpu::kClassBlock;
+    cpu::LowresJob<T> j = job;
+    j.a = static_cast<const char*>(job.a) + b * a_sb;
+    if (job.g != nullptr) j.g = static_cast<const char*>(job.g) + b * g_sb;
+    if (job.weights != nullptr) j.weights = job.weights + b * w_sb + c0 * job.wc;
+    j.c0 = c0;
+    j.cn = std::min(cpu::kClassBlock, C - c0);
+    j.p0 = 0;
+    j.p1 = hw;
+    return j;
+  };
+  auto out_of = [&](int64_t u, int64_t c) { return out + ((u / blocks_per_image) * C + c) * HW; };
+  // Each thread its own images, unless there are fewer than threads and each is big enough
+  // to share.
+  const int64_t work = K * hw * (job.mode == cpu::kWeights ? 1 : 2) + HW;
+  const bool share = units < at::get_num_threads() && !at::in_parallel_region() && work >= (1 << 16);
+  if (!share) {
+    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> low(cb_max * hw), rows(plan.n_rows() * s.W), scratch(cpu::lowres_scratch_size(hw));
+      for (int64_t u = begin; u < end; ++u) {
+        cpu::LowresJob<T> j = unit_job(u);
+        j.low = low.data();
+        j.scratch = scratch.data();
+        ops.lowres(j);
+        for (int64_t c = 0; c < j.cn; ++c)
+          finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), false);
       }
-      // The map's range, from the extreme output rows only (see extreme_rows), then a single
-      // pass that writes every pixel already normalised.
-      MapRange<T> range;
-      for (const int64_t Y : plan.extremes) {
-        const BilinearTapT<T>& t = plan.slot_taps[Y];
-        range.blend_rows(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, scratch.data(), W);
-      }
-      const T lo = range.min(), hi = range.max();
-      if (range.non_finite() || is_constant_map(lo, hi)) {
-        std::fill(o_map, o_map + H * W, range.non_finite() ? std::numeric_limits<T>::quiet_NaN() : T(0));
-        continue;
-      }
-      const MinMaxScaleT<T> mm = minmax_scale(lo, hi);
-      for (int64_t Y = 0; Y < H; ++Y) {
-        const BilinearTapT<T>& t = plan.slot_taps[Y];
-        blend_rows_normalized(t.l0, rows.data() + t.i0 * W, t.l1, rows.data() + t.i1 * W, mm, o_map + Y * W, W);
-      }
+    });
+    return;
+  }
+  std::vector<T> low(cb_max * hw), rows(plan.n_rows() * s.W), weights;
+  const bool weights_first = job.mode == cpu::kGradCam || job.mode == cpu::kXGradCam;
+  if (weights_first) weights.resize(cb_max * K);
+  constexpr int64_t kPixelBlock = 16;  // a vector of floats: each thread gets whole vectors
+  const int64_t n_blocks = (hw + kPixelBlock - 1) / kPixelBlock;
+  const int64_t pixel_grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, kPixelBlock * K));
+  for (int64_t u = 0; u < units; ++u) {
+    cpu::LowresJob<T> j = unit_job(u);
+    j.low = low.data();
+    if (weights_first) {
+      at::parallel_for(0, K, std::max<int64_t>(1, (1 << 14) / hw), [&](int64_t k0, int64_t k1) {
+        std::vector<T> scratch(cpu::lowres_scratch_size(hw));
+        cpu::LowresJob<T> jk = j;
+        jk.scratch = scratch.data();
+        ops.channel_weights(jk, k0, k1, weights.data());
+      });
+      j.weights = weights.data();
+      j.wc = K;
     }
-  });
+    at::parallel_for(0, n_blocks, pixel_grain, [&](int64_t q0, int64_t q1) {
+      cpu::LowresJob<T> jp = j;
+      jp.p0 = q0 * kPixelBlock;
+      jp.p1 = std::min(hw, q1 * kPixelBlock);
+      std::vector<T> scratch(cpu::lowres_scratch_size(jp.p1 - jp.p0));
+      jp.scratch = scratch.data();
+      ops.lowres(jp);
+    });
+    for (int64_t c = 0; c < j.cn; ++c)
+      finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), true);
+  }
 }
 
 std::vector<int64_t> cam_out_sizes(const CamShape& s) {
@@ -274,11 +249,53 @@ at::Tensor cam_cpu(const at::Tensor& activations, const at::Tensor& weights, at:
   // The weights are small ([B,C,K]); one copy in the accumulation type makes the inner loops
   // dtype-free.
   const at::Tensor wt = weights.to(acc).contiguous();
-  ACTCAM_DISPATCH_FLOATS_AND_DOUBLE(activations.scalar_type(), "actcam::cam", [&] {
-    with_acc_type(acc, [&](auto zero) {
-      using T = decltype(zero);
-      cam_cpu_impl<scalar_t, T>(activations, wt.const_data_ptr<T>(), s, relu, normalize, out.data_ptr<T>());
-    });
+  with_acc_type(acc, [&](auto zero) {
+    using T = decltype(zero);
+    cpu::LowresJob<T> job{};
+    job.mode = cpu::kWeights;
+    job.src = src_of(activations.scalar_type());
+    job.a = activations.const_data_ptr();
+    job.ak = activations.stride(1);
+    job.ah = activations.stride(2);
+    job.aw = activations.stride(3);
+    job.weights = wt.const_data_ptr<T>();
+    job.wc = s.K;
+    job.K = s.K;
+    job.h = s.h;
+    job.w = s.w;
+    cam_forward<T>(job, activations.stride(0) * activations.element_size(), 0, s.C * s.K, s, relu, normalize,
+                   out.data_ptr<T>());
+  });
+  return out;
+}
+
+at::Tensor cam_from_grads_cpu(const at::Tensor& activations, const at::Tensor& grads, c10::string_view mode,
+                              at::IntArrayRef size, bool relu, bool normalize) {
+  const std::string mode_name(mode);
+  const CamShape s = check_cam_from_grads(activations, grads, mode_name, size);
+  const at::ScalarType acc = compute_dtype(activations, grads);
+  at::Tensor out = at::empty(cam_out_sizes(s), activations.options().dtype(acc));
+  if (out.numel() == 0) return out;
+  const int64_t d = grads.dim();
+  with_acc_type(acc, [&](auto zero) {
+    using T = decltype(zero);
+    cpu::LowresJob<T> job{};
+    job.mode = cpu::kGradCam + check_mode(mode_name);
+    job.src = src_of(activations.scalar_type());
+    job.a = activations.const_data_ptr();
+    job.ak = activations.stride(1);
+    job.ah = activations.stride(2);
+    job.aw = activations.stride(3);
+    job.g = grads.const_data_ptr();
+    job.gc = s.per_class ? grads.stride(1) : 0;
+    job.gk = grads.stride(d - 3);
+    job.gh = grads.stride(d - 2);
+    job.gw = grads.stride(d - 1);
+    job.K = s.K;
+    job.h = s.h;
+    job.w = s.w;
+    cam_forward<T>(job, activations.stride(0) * activations.element_size(), grads.stride(0) * grads.element_size(),
+                   0, s, relu, normalize, out.data_ptr<T>());
   });
   return out;
 }
@@ -419,11 +436,30 @@ void cam_backward_cpu_impl(const at::Tensor& grad, const at::Tensor& A, const T*
   const CamPlan<T> plan(s);
   std::vector<T> g_low(s.B * C * hw);
 
+  // The channel sums are the forward kernel's, so the map differentiated is the one cam returned.
+  cpu::LowresJob<T> job{};
+  job.mode = cpu::kWeights;
+  job.src = src_of(A.scalar_type());
+  job.ak = sk;
+  job.ah = sh;
+  job.aw = sw;
+  job.wc = K;
+  job.cn = 1;
+  job.K = K;
+  job.h = h;
+  job.w = w;
+  job.p1 = hw;
   at::parallel_for(0, s.B * C, 1, [&](int64_t begin, int64_t end) {
     BackwardScratch<T> scratch(plan);
+    std::vector<T> lowres_scratch(cpu::lowres_scratch_size(hw));
     for (int64_t m = begin; m < end; ++m) {
       const int64_t b = m / C, c = m % C;
-      channel_sum(a_ptr + b * sb, sk, sh, sw, K, h, w, wt + m * K, scratch.low.data());
+      cpu::LowresJob<T> j = job;
+      j.a = a_ptr + b * sb;
+      j.weights = wt + m * K;
+      j.low = scratch.low.data();
+      j.scratch = lowres_scratch.data();
+      cpu::ops<T>().lowres(j);
       map_backward(plan, relu, normalize, g_ptr + b * gb + c * gc, gy, gx, scratch, g_low.data() + m * hw);
     }
   });
@@ -556,13 +592,6 @@ at::Tensor gradcampp_weights_cpu(const at::Tensor& activations, const at::Tensor
   return out;
 }
 
-// out[i] = blend_u8(heat[i], image[i]); a free function with restrict pointers and a local
-// trip count, so the compiler can prove the loop vectorisable.
-void blend_span(const uint8_t* __restrict heat, const uint8_t* __restrict image, uint8_t* __restrict out, int64_t n,
-                float w_heat, float w_image) {
-  for (int64_t i = 0; i < n; ++i) out[i] = blend_u8(heat[i], image[i], w_heat, w_image);
-}
-
 template <typename scalar_t>
 void overlay_cpu_impl(const at::Tensor& maps, const at::Tensor& images, double image_weight, uint8_t* out) {
   const int64_t H = maps.size(1), W = maps.size(2);
@@ -574,6 +603,7 @@ void overlay_cpu_impl(const at::Tensor& maps, const at::Tensor& images, double i
   const float w_heat = static_cast<float>(1.0 - image_weight);
   // An RGB image row whose pixels are packed (iw == 3, ic == 1) blends as one contiguous span.
   const bool packed_rows = iw == 3 && ic == 1;
+  const auto blend = cpu::kernels().blend_span;
   at::parallel_for(0, maps.size(0) * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, W)),
                    [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> heat(3 * W);
@@ -591,7 +621,7 @@ void overlay_cpu_impl(const at::Tensor& maps, const at::Tensor& images, double i
         heat[3 * x + 2] = c[2];
       }
       if (packed_rows) {
-        blend_span(heat.data(), img, o, 3 * W, w_heat, w_img);
+        blend(heat.data(), img, o, 3 * W, w_heat, w_img);
       } else {
         for (int64_t x = 0; x < W; ++x)
           for (int c = 0; c < 3; ++c) o[3 * x + c] = blend_u8(heat[3 * x + c], img[x * iw + c * ic], w_heat, w_img);
@@ -615,6 +645,7 @@ at::Tensor overlay_cpu(const at::Tensor& maps, const at::Tensor& images, double 
 TORCH_LIBRARY_IMPL(actcam, CPU, m) {
   m.impl("cam", &cam_cpu);
   m.impl("cam_backward", &cam_backward_cpu);
+  m.impl("cam_from_grads", &cam_from_grads_cpu);
   m.impl("gradcampp_weights", &gradcampp_weights_cpu);
   m.impl("overlay", &overlay_cpu);
 }

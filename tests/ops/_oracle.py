@@ -38,3 +38,24 @@ def source_nonfinite(L: torch.Tensor, size) -> torch.Tensor:
         for xi in (xi0, xi1):
             out |= rows[:, :, :, xi.to(L.device)]
     return out
+
+
+def low_res_from_grads(activations: torch.Tensor, grads: torch.Tensor, mode: str, relu: bool) -> torch.Tensor:
+    """The low-resolution map of cam_from_grads as [B,C,h,w], in float32 (float64 for float64
+    input), written out per mode from the papers' formulas."""
+    dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
+    A = activations.to(dtype)[:, None]
+    g = (grads if grads.dim() == 5 else grads[:, None]).to(dtype)
+    if mode == "gradcam":
+        L = (g.mean(dim=(-2, -1), keepdim=True) * A).sum(2)
+    elif mode == "xgradcam":
+        den = A.sum(dim=(-2, -1), keepdim=True)
+        w = torch.where(den != 0, (g * A).sum(dim=(-2, -1), keepdim=True) / torch.where(den != 0, den, 1.0), 0.0)
+        L = (w * A).sum(2)
+    elif mode == "hirescam":
+        L = (g * A).sum(2)
+    elif mode == "gradcam_elementwise":
+        L = torch.relu(g * A).sum(2)
+    else:
+        L = (torch.relu(g) * A).sum(2)
+    return torch.relu(L) if relu else L

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import actcam_ext as ac
 from actcam_ext.ops import reference
-from _oracle import bilinear_taps, low_res_map, source_nonfinite
+from _oracle import bilinear_taps, low_res_from_grads, low_res_map, source_nonfinite
 
 pytestmark = pytest.mark.filterwarnings("ignore:actcam. .* on meta runs the pure-torch fallback")
 
@@ -294,6 +294,145 @@ def test_cam_backward_matches_reference_autograd(case):
         tol = 64 * EPS * cond * (A.shape[1] + 2) * noise + rtol * r.double().abs() + torch.finfo(r.dtype).tiny
         err = (g.double() - r.double()).abs()
         assert (err <= tol).all(), f"max excess {(err - tol).max().item()} (error {err.max().item()})"
+
+
+# ----------------------------------------------------------------------------- cam_from_grads
+
+@st.composite
+def cam_from_grads_cases(draw):
+    B = draw(st.sampled_from([0] + [1, 2, 3] * 4))
+    C = draw(st.sampled_from([0] + [None, None, None, 1, 2, 3] * 2))
+    K = draw(st.sampled_from([0] + [1, 2, 3, 9] * 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    H = draw(st.one_of(st.just(h), st.integers(1, 3 * h + 2)))
+    W = draw(st.one_of(st.just(w), st.integers(1, 3 * w + 2)))
+    dtype = draw(st.sampled_from(DTYPES))
+    mode = draw(st.sampled_from(ac.ops.CAM_FROM_GRADS_MODES))
+    positive = draw(st.booleans())  # post-ReLU activations, the usual input
+    A = _make((B, K, h, w), dtype, draw(value_specs()), draw(st.sampled_from(LAYOUTS)), positive=positive)
+    gshape = (B, K, h, w) if C is None else (B, C, K, h, w)
+    G = _make(gshape, dtype, draw(value_specs()), draw(st.sampled_from(LAYOUTS)))
+    return A, G, mode, (H, W), draw(st.booleans()), draw(st.booleans())
+
+
+def _from_grads_bounds(A, G, mode, EPS, SAFE):
+    """([B,C,h,w] float64 scale of the channel sum's terms, including what rounding the channel
+    weights may carry, and [B,C] bool: maps whose weights are ill-posed in floating point: a sum
+    that may overflow in one order and not another, or an XGrad-CAM denominator within rounding
+    of 0, where two correct implementations may take different branches)."""
+    a = A.double()
+    g = (G if G.dim() == 5 else G[:, None]).double()
+    fa, fg = a.abs().nan_to_num(0.0, 0.0, 0.0), g.abs().nan_to_num(0.0, 0.0, 0.0)
+    hw = A.shape[-2] * A.shape[-1]
+    risky = torch.zeros(g.shape[:2], dtype=torch.bool)
+    if mode in ("gradcam", "xgradcam"):
+        if mode == "gradcam":
+            wmag = fg.mean(dim=(-2, -1)) * (1 + 4 * hw * EPS)
+            risky |= (fg.sum(dim=(-2, -1)) > SAFE).any(-1)
+        else:
+            num_abs = (fg * fa[:, None]).sum(dim=(-2, -1))
+            den_abs = fa.sum(dim=(-2, -1))[:, None].expand_as(num_abs)
+            den = a.sum(dim=(-2, -1))[:, None].expand_as(num_abs).nan_to_num(0.0, 0.0, 0.0)
+            ill = (den_abs > 0) & (den.abs() <= 64 * hw * EPS * den_abs)
+            risky |= (ill | (num_abs > SAFE) | (den_abs > SAFE)).any(-1)
+            w = num_abs / torch.where(ill | (den == 0), 1.0, den.abs())
+            wmag = torch.where(ill | (den == 0), 0.0, w * (1 + 8 * hw * EPS * (1 + den_abs / den.abs().clamp_min(1e-300))))
+        bound = torch.einsum("bck,bkhw->bchw", wmag, fa)
+    else:
+        bound = (fg * fa[:, None]).sum(2)
+    return bound, risky
+
+
+def check_cam_from_grads(A, G, mode, size, relu, normalize):
+    got = ac.ops.cam_from_grads(A, G, mode, size, relu=relu, normalize=normalize)
+    want = reference.cam_from_grads(A, G, mode, size, relu=relu, normalize=normalize)
+    assert got.dtype == want.dtype == ac.ops._checks.compute_dtype(A, G)
+    assert got.shape == want.shape
+    if got.numel() == 0:
+        return
+    EPS, TINY, SAFE = _limits(got.dtype)
+    per_class = G.dim() == 5
+    if not per_class:
+        got, want = got[:, None], want[:, None]
+    hw = A.shape[-2] * A.shape[-1]
+    bound, risky_maps = _from_grads_bounds(A, G, mode, EPS, SAFE)
+    L = low_res_from_grads(A, G, mode, relu)
+    risky = source_nonfinite(torch.where(bound > SAFE, float("nan"), 0.0), size) | risky_maps[:, :, None, None]
+    nonfinite = source_nonfinite(L, size) & ~risky
+    delta = 8 * EPS * (A.shape[1] + hw + 2) * _resized_max(bound, size)
+    if not normalize:
+        ok = ~risky
+        assert torch.equal((~got.isfinite())[ok], nonfinite[ok])
+        both = ok & ~nonfinite
+        base = 1e-5 if got.dtype == torch.float32 else 1e-12
+        err = (got.double() - want.double()).abs()[both]
+        tol = (base + base * want.double().abs() + delta)[both]
+        assert (err <= tol).all(), f"max excess {(err - tol).max()}"
+        return
+    raw = reference.cam_from_grads(A, G, mode, size, relu=relu, normalize=False).double()
+    if not per_class:
+        raw = raw[:, None]
+    for b in range(got.shape[0]):
+        for c in range(got.shape[1]):
+            g, r = got[b, c], want[b, c]
+            if risky[b, c].any():
+                continue
+            if nonfinite[b, c].any():
+                assert g.isnan().all() and r.isnan().all()
+                continue
+            assert g.isfinite().all() and r.isfinite().all()
+            assert g.min() >= 0 and g.max() <= 1
+            lo, hi = raw[b, c].min().item(), raw[b, c].max().item()
+            spread, mag = hi - lo, max(abs(lo), abs(hi))
+            d = delta[b, c].max().item() + 8 * EPS * mag
+            if abs(spread - 1e-6 * mag) <= 4 * d or abs(spread - TINY) <= 4 * d:
+                continue  # the constant-map decision is ill-posed within rounding of its thresholds
+            if spread <= 1e-6 * mag or spread < TINY:
+                assert torch.equal(g, torch.zeros_like(g)) and torch.equal(r, torch.zeros_like(r))
+                continue
+            tol = (1e-5 if got.dtype == torch.float32 else 1e-12) + 4 * d / spread
+            err = (g.double() - r.double()).abs().max().item()
+            assert err <= tol, f"map ({b},{c}): error {err} > {tol} (spread {spread}, magnitude {mag})"
+
+
+@_settings(300)
+@given(cam_from_grads_cases())
+def test_cam_from_grads_matches_reference(case):
+    check_cam_from_grads(*case)
+
+
+def _supports(capability: str) -> bool:
+    live = ac.ops.cpu_capability()
+    try:
+        torch.ops.actcam._set_cpu_capability(capability)
+    except ValueError:
+        return False
+    torch.ops.actcam._set_cpu_capability(live)
+    return True
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_every_capability_on_generated_inputs(capability):
+    """cam, cam_from_grads and overlay on generated inputs under each CPU capability this
+    machine supports, switched in-process (the private switch)."""
+    if not _supports(capability):
+        pytest.skip(f"this CPU does not support {capability}")
+
+    @_settings(60)
+    @given(data=st.data())
+    def run(data):
+        check_cam(*data.draw(cam_cases()))
+        check_cam_from_grads(*data.draw(cam_from_grads_cases()))
+        maps, images, image_weight = data.draw(overlay_cases())
+        assert torch.equal(ac.ops.overlay(maps, images, image_weight), reference.overlay(maps, images, image_weight))
+
+    live = ac.ops.cpu_capability()
+    torch.ops.actcam._set_cpu_capability(capability)
+    try:
+        assert ac.ops.cpu_capability() == capability
+        run()
+    finally:
+        torch.ops.actcam._set_cpu_capability(live)
 
 
 # ----------------------------------------------------------------------------- gradcampp_weights
