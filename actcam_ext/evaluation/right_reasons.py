@@ -71,7 +71,7 @@ class RightReasonsConfig:
     batch_size: int = 64
     lr: float = 1e-2
     width: int = 32
-    penalty: float = 10.0       # weight of the outside-the-box share in the loss
+    penalty: float = 1.0        # weight of the outside-the-box share in the loss
     train_seed: int = 0         # images
     test_seed: int = 1
 

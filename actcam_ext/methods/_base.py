@@ -149,20 +149,21 @@ def batch_and_size(inputs: tuple, size) -> tuple[int, tuple[int, int] | list]:
     return B, _one_size(size)
 
 
-def cam_at_sizes(A: torch.Tensor, weights: torch.Tensor, size):
-    """ops.cam at one size for the batch, or a list of per-image maps for a list of sizes.
+def cam_at_sizes(A: torch.Tensor, weights: torch.Tensor, size, op=ops.cam):
+    """``op(A, weights, size)`` (ops.cam, or an ops.cam_from_grads mode with the gradients as
+    ``weights``) at one size for the batch, or a list of per-image maps for a list of sizes.
 
     Images that share a size share one op call (a folder of camera photos: usually one call).
     """
     if not isinstance(size, list):
-        return ops.cam(A, weights, size)
+        return op(A, weights, size)
     maps = [None] * len(size)
     for s in dict.fromkeys(size):
         rows = [i for i, si in enumerate(size) if si == s]
         if len(rows) == len(size):
-            return list(ops.cam(A, weights, s).unbind(0))
+            return list(op(A, weights, s).unbind(0))
         idx = torch.tensor(rows, device=A.device)
-        for i, m in zip(rows, ops.cam(A.index_select(0, idx), weights.index_select(0, idx), s).unbind(0)):
+        for i, m in zip(rows, op(A.index_select(0, idx), weights.index_select(0, idx), s).unbind(0)):
             maps[i] = m
     return maps
 
@@ -275,6 +276,7 @@ class LayerMethod(Method):
     needs_gradients = True
     elementwise = False
     multi_layer = True
+    fused_mode: str | None = None  # the ops.cam_from_grads mode computing the same maps, if any
 
     def __init__(self, model: nn.Module, target_layer=None, *, reshape=None, fuse: str = "mean"):
         super().__init__(model)
@@ -349,6 +351,10 @@ class LayerMethod(Method):
         return Explanation(maps, idx, logits if create_graph else detach_output(logits), layer_maps=layer_maps)
 
     def _layer_maps(self, A, G, idx, size, eigen_smooth: bool):
+        if self.fused_mode is not None and not eigen_smooth:
+            # One fused pass from the gradients (weights, or per-pixel products, included).
+            mode = self.fused_mode
+            return cam_at_sizes(A, G.to(A.dtype), size, lambda a, g, s: ops.cam_from_grads(a, g, mode, s))
         if self.elementwise:
             E = self._elementwise(A, G)  # [B,K,h,w] or [B,C,K,h,w]
             if eigen_smooth:

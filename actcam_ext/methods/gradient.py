@@ -26,6 +26,8 @@ class GradCAM(LayerMethod):
     input of the model's last global average pooling, else the last nn.Conv2d's output).
     """
 
+    fused_mode = "gradcam"
+
     def _weights(self, A, grads, idx):
         return grads.float().mean(dim=(-2, -1))
 
@@ -48,6 +50,8 @@ class XGradCAM(LayerMethod):
     """XGrad-CAM (Fu et al. 2020): w_k = sum_ij g_ij A_ij / sum_ij A_ij, 0 where that sum is 0
     (exactly; pytorch-grad-cam adds 1e-7 to the denominator)."""
 
+    fused_mode = "xgradcam"
+
     def _weights(self, A, grads, idx):
         A_ = _per_class(A, grads).float()
         den = A_.sum(dim=(-2, -1))
@@ -60,6 +64,7 @@ class HiResCAM(LayerMethod):
     model's score gradient at each position (no spatial averaging of the gradient)."""
 
     elementwise = True
+    fused_mode = "hirescam"
 
     def _elementwise(self, A, grads):
         return grads.float() * _per_class(A, grads).float()
@@ -69,6 +74,7 @@ class GradCAMElementWise(LayerMethod):
     """Grad-CAM element-wise (pytorch-grad-cam's variant): map = sum_k ReLU(g_k * A_k)."""
 
     elementwise = True
+    fused_mode = "gradcam_elementwise"
 
     def _elementwise(self, A, grads):
         return torch.relu(grads.float() * _per_class(A, grads).float())
@@ -78,6 +84,7 @@ class LayerCAM(LayerMethod):
     """LayerCAM (Jiang et al. 2021): map = ReLU(sum_k ReLU(g_k) * A_k), element-wise."""
 
     elementwise = True
+    fused_mode = "layercam"
 
     def _elementwise(self, A, grads):
         return torch.relu(grads.float()) * _per_class(A, grads).float()
