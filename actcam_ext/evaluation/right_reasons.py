@@ -8,7 +8,7 @@ the right reasons", Ross et al. 2017, here on CAM maps made differentiable with
 measures accuracy on test images whose mark names the wrong class (the cue flipped) and the
 pointing game (the CAM maximum inside the box). docs/training.md has the figures.
 
-    python -m actcam_ext.evaluation.right_reasons [--seeds 0,1,2] [--out DIR]
+    python -m actcam_ext.evaluation.right_reasons [--seeds 0,1,2] [--out results.json] [--figure picture.png]
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import statistics
 import sys
 import warnings
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import metrics
+from .. import metrics, render
 from .._progress import progress_bar
 from ..methods import CAM
 from .synthetic import CLASSES, SmallCNN, generate
 
-__all__ = ["CUE_COLOURS", "add_cue", "RightReasonsConfig", "train", "evaluate", "compare", "outside_share"]
+__all__ = ["CUE_COLOURS", "add_cue", "RightReasonsConfig", "train", "evaluate", "compare", "outside_share", "figure"]
 
 # One saturated colour per class (RGB in [0, 1]).
 CUE_COLOURS = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
@@ -146,11 +147,40 @@ def compare(config: RightReasonsConfig = RightReasonsConfig(), seeds=(0, 1, 2), 
     return {"config": dataclasses.asdict(config), "seeds": list(seeds), "runs": runs, "summary": summary}
 
 
+def figure(plain: SmallCNN, penalised: SmallCNN, config: RightReasonsConfig, n: int = 6, scale: int = 3) -> np.ndarray:
+    """A picture: test images with the cue flipped (top row), the CAM of their true class under the
+    cross-entropy model (middle) and under the penalised one (bottom), box in green."""
+    data = generate(n, seed=config.test_seed, size=config.size)
+    y, boxes = data["labels"], data["boxes"]
+    x = add_cue(data["images"], y, flipped=True)
+    rgb = [(im.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for im in x]
+    big = [np.kron(im, np.ones((scale, scale, 1), np.uint8)) for im in rgb]
+    rows = [list(big)]
+    for model in (plain, penalised):
+        maps = CAM(model)(x, y)
+        up = F.interpolate(maps[:, None], scale_factor=scale, mode="bilinear", align_corners=False)[:, 0]
+        rows.append([render.draw_box(render.overlays(up[i:i + 1], big[i])[0], (boxes[i] * scale).tolist())
+                     for i in range(n)])
+    gap = 4
+    h, w = big[0].shape[:2]
+    out = np.full((3 * h + 2 * gap, n * w + (n - 1) * gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, pic in enumerate(row):
+            out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = pic
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=None, help="write results.json here")
+    parser.add_argument("--figure", default=None, help="write the picture of seed 0's maps here (PNG)")
     args = parser.parse_args(argv)
+    if args.figure:
+        config = RightReasonsConfig()
+        picture = figure(train(config, 0.0, 0, True), train(config, config.penalty, 0, True), config)
+        cv2.imwrite(args.figure, picture[:, :, ::-1])
+        return 0
     result = compare(seeds=tuple(int(s) for s in args.seeds.split(",")), progress=True)
     for name, row in result["summary"].items():
         print(name, {k: f"{v['mean']:.1f} [{v['min']:.1f}, {v['max']:.1f}]" for k, v in row.items()})
