@@ -97,7 +97,8 @@ def _check_boxes(boxes, B: int, H: int, W: int, device) -> torch.Tensor:
     if t.dim() == 2:
         t = t[:, None]
     if t.dim() != 3 or t.shape[-1] != 4 or t.shape[1] == 0:
-        raise UserError(f"{PREFIX}boxes must have shape [B,4] or [B,M,4] with M >= 1, got {list(torch.as_tensor(boxes).shape)}")
+        raise UserError(f"{PREFIX}boxes must have shape [B,4] or [B,M,4] with M >= 1, got "
+                        f"{list(torch.as_tensor(boxes).shape)}")
     if t.shape[0] != B:
         raise UserError(f"{PREFIX}boxes must have one row (or row of M boxes) per map: {B} maps, got "
                          f"{t.shape[0]}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from ..methods import method_name
 from ..pipeline import ExplainOptions, Explainer, explain_folder
 from ..pipeline.folder import rank_device
-from ._args import (batch_option, max_pixels_option, device_option, image_weight_option, method_option, model_kwargs,
-                    model_options, quiet_option, say, targets_option, threshold_option, top_k_option)
+from ._args import (batch_option, device_option, image_weight_option, max_pixels_option, method_option,
+                    model_kwargs, model_options, precision_option, quiet_option, say, targets_option,
+                    threshold_option, top_k_option)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "batch", parents=[method_option(), model_options(), device_option(), top_k_option(), targets_option(),
-                          threshold_option(), image_weight_option(), max_pixels_option(), batch_option(8, "images"), quiet_option()],
+        "batch", parents=[method_option(), model_options(), device_option(), precision_option(), top_k_option(),
+                          targets_option(), threshold_option(), image_weight_option(), max_pixels_option(),
+                          batch_option(8, "images"), quiet_option()],
         help="explain every image under a folder into OUT/results.jsonl (resumable; torchrun shards)",
         description="Explain every image under DIR (recursive; jpg, png, bmp, tif, webp, ...). One line per image "
                     "in OUT/results.jsonl (explain's per-image record), overlay and heatmap per image. Unreadable "
@@ -29,7 +31,7 @@ def run(args) -> int:
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
                              image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
     explainer = Explainer.load(args.method, args.model, layer=args.layer, reshape=args.reshape,
-                               device=rank_device(args.device),
+                               device=rank_device(args.device), precision=args.precision,
                                **model_kwargs(args))
     s = explain_folder(args.dir, args.out, explainer, options, progress=not args.quiet)
     if not args.quiet:

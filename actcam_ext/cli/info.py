@@ -28,6 +28,7 @@ def run(args) -> int:
         path = "native fused kernels" if native_available(device) else "pure-torch fallback"
         print(f"  {device}: {path} for {', '.join(OPS)}")
         if device == "cpu" and native_available(device):
-            print(f"  cpu kernels: {cpu_capability()} instructions (ACTCAM_CPU_CAPABILITY=default|avx2|avx512 caps them)")
+            print(f"  cpu kernels: {cpu_capability()} instructions "
+                  "(ACTCAM_CPU_CAPABILITY=default|avx2|avx512 caps them)")
     print("  cam_from_grads: native on the cpu, the pure-torch reference on other devices")
     return 0

@@ -20,5 +20,5 @@ from .registry import ALIASES, HEATMAP_METHODS, METHODS, TITLES, make_method, me
 
 __all__ = ["Explanation", "Method", "LayerMethod", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "HiResCAM",
            "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM", "reshape", "principal_projection",
-           "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM", "METHODS", "ALIASES", "TITLES", "HEATMAP_METHODS", "method_name",
-           "make_method", "ActivationMaps", "activation_maps"]
+           "Saliency", "Deconvnet", "GuidedBackprop", "GuidedGradCAM", "METHODS", "ALIASES", "TITLES",
+           "HEATMAP_METHODS", "method_name", "make_method", "ActivationMaps", "activation_maps"]

@@ -39,5 +39,5 @@ from ._load import DEFAULT_MODEL, MAX_INPUT_SIZE, load_model, resolve_device
 from .labels import imagenet_labels, labels_for
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
-__all__ = ["load_model", "resolve_device", "DEFAULT_MODEL", "MAX_INPUT_SIZE", "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
-           "imagenet_labels", "labels_for"]
+__all__ = ["load_model", "resolve_device", "DEFAULT_MODEL", "MAX_INPUT_SIZE", "Preprocess", "IMAGENET_MEAN",
+           "IMAGENET_STD", "imagenet_labels", "labels_for"]

@@ -34,7 +34,8 @@ def resolve_device(device) -> torch.device:
     except (RuntimeError, TypeError):
         raise UserError(f"{PREFIX}unknown device {device!r}: use cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{PREFIX}device {device!r} was requested but no CUDA GPU is visible to torch; use --device cpu")
+        raise UserError(f"{PREFIX}device {device!r} was requested but no CUDA GPU is visible to torch; use "
+                        "--device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"{PREFIX}unsupported device {device!r}: use cpu or cuda")
     return dev
@@ -71,7 +72,8 @@ def _torchvision(name: str, weights_file: str | None) -> tuple[nn.Module, Prepro
     if name not in names:
         raise UserError(f"{PREFIX}unknown torchvision classification model {name!r}; choose one of: {', '.join(names)}")
     weights = tvm.get_model_weights(name).DEFAULT
-    path = weights_file or os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+    path = weights_file or cache
     if weights_file is None and not os.path.isfile(path):
         raise UserError(f"{PREFIX}the ImageNet weights of torchvision:{name} are not in the local cache ({path}) and "
                         "actcam never downloads; copy the file there (or set TORCH_HOME), pass --weights FILE, or "
@@ -123,7 +125,8 @@ def _from_path(path: str, allow_pickle: bool) -> tuple[nn.Module, Preprocess]:
         raise UserError(f"{PREFIX}model {path!r} is a directory; expected a model file saved with torch.save or "
                         "torch.jit.save")
     if not os.path.isfile(path):
-        raise UserError(f"{PREFIX}unknown model {path!r}: not a file, and not one of efficientnet-lite0, torchvision:NAME")
+        raise UserError(f"{PREFIX}unknown model {path!r}: not a file, and not one of efficientnet-lite0, "
+                        "torchvision:NAME, timm:NAME")
     try:
         if _is_torchscript(path):
             with warnings.catch_warnings():  # torch's "jit is deprecated" notice is not the user's problem

@@ -67,9 +67,10 @@ def explain(images, explainer="gradcam", options: ExplainOptions = ExplainOption
     images: a path, a uint8 RGB array [H,W,3], or a list of them (any sizes); every file is
     read and checked before any work. explainer: an ``Explainer``; a method name (on the
     built-in EfficientNet-Lite0); or a function returning an Explainer, called once the images
-    are read (so a bad file is reported before a model is loaded). out_dir: where to write pictures and results.json (None: write
-    nothing; the picture paths are then None). return_maps: also put each float32 map [H,W]
-    under ``prediction["map"]`` (kept out of results.json). Raises UserError for bad input.
+    are read (so a bad file is reported before a model is loaded). out_dir: where to write
+    pictures, results.json and index.html (None: write nothing; the picture paths are then
+    None). return_maps: also put each float32 map [H,W] under ``prediction["map"]`` (kept out of
+    results.json). Raises UserError for bad input.
     """
     srcs = list(images) if isinstance(images, (list, tuple)) else [images]
     if not srcs:

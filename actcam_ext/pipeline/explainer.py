@@ -9,6 +9,7 @@ backward.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -22,7 +23,27 @@ from ..methods import METHODS, Method, make_method
 from ..models import DEFAULT_MODEL, Preprocess, labels_for, load_model, resolve_device
 from .options import ExplainOptions
 
-__all__ = ["Explainer", "ImagePrediction"]
+__all__ = ["Explainer", "ImagePrediction", "PRECISIONS", "check_precision"]
+
+# The model's forward under autocast: bf16 on CPUs with bfloat16 instructions (AVX512-BF16, AMX)
+# and on GPUs, fp16 on GPUs. The maps are made in float32 by the fused ops either way.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A UserError when ``precision`` is unknown or the device cannot run it fast."""
+    if precision not in PRECISIONS:
+        raise UserError(f"{PREFIX}precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return
+    if device.type == "cpu":
+        if precision == "fp16":
+            raise UserError(f"{PREFIX}fp16 runs on CUDA GPUs; on the CPU use bf16 (or fp32)")
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise UserError(f"{PREFIX}this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so bf16 would "
+                            "be slower than fp32 here; use fp32")
+    elif device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"{PREFIX}this GPU does not run bfloat16; use fp16 or fp32")
 
 
 @dataclass(eq=False)
@@ -54,11 +75,14 @@ class Explainer:
 
     method: a method object such as ``ac.GradCAM(model, "layer4")``; preprocess: how images
     become the model's input (default: 224x224, ImageNet mean/std); device: where the images go
-    (default: the model's device). ``Explainer.load`` builds one from names.
+    (default: the model's device); precision: ``"fp32"`` (exact, the default), ``"bf16"`` (CPUs
+    with bfloat16 instructions, GPUs) or ``"fp16"`` (GPUs): the model's forward and backward run
+    under torch.autocast, faster where the hardware has the instructions, and the maps differ
+    from fp32 by the rounding of the model's activations. ``Explainer.load`` builds one from names.
     """
 
     def __init__(self, method: Method, preprocess: Preprocess | None = None, device=None, *,
-                 model_name: str | None = None):
+                 model_name: str | None = None, precision: str = "fp32"):
         if not isinstance(method, Method):
             raise UserError(f"{PREFIX}method must be a method object such as actcam_ext.GradCAM(model), got "
                             f"{type(method).__name__}")
@@ -69,6 +93,8 @@ class Explainer:
             self.device = resolve_device(device)
         else:
             self.device = next(iter(self.model.parameters()), torch.empty(0)).device
+        check_precision(precision, self.device)
+        self.precision = precision
         self.method_name = _method_key(method)
         self.layer = getattr(method, "target_layer_name", None)
         self.model_name = model_name or type(self.model).__name__
@@ -76,7 +102,7 @@ class Explainer:
 
     @classmethod
     def load(cls, method: str = "gradcam", model=None, *, layer=None, reshape=None, device=None,
-             preprocess: Preprocess | None = None, **load_kwargs) -> "Explainer":
+             preprocess: Preprocess | None = None, precision: str = "fp32", **load_kwargs) -> "Explainer":
         """An Explainer for a method name and a model spec (``models.load_model``: None for the
         built-in EfficientNet-Lite0, ``"torchvision:NAME"``, ``"timm:NAME"``, a file;
         ``load_kwargs`` (input_size, mean, std, allow_pickle, weights) as there) or an
@@ -93,15 +119,24 @@ class Explainer:
             raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got "
                             f"{type(model).__name__}")
         kwargs = {"reshape": reshape} if reshape is not None else {}
-        return cls(make_method(method, net, layer, **kwargs), preprocess or pre, dev, model_name=spec)
+        return cls(make_method(method, net, layer, **kwargs), preprocess or pre, dev, model_name=spec,
+                   precision=precision)
 
     def describe(self) -> dict:
-        """``{"model", "method", "layer"}``: what a results file records about the run."""
-        return {"model": self.model_name, "method": self.method_name, "layer": self.layer}
+        """``{"model", "method", "layer"[, "precision"]}``: what a results file records about the run."""
+        out = {"model": self.model_name, "method": self.method_name, "layer": self.layer}
+        if self.precision != "fp32":
+            out["precision"] = self.precision
+        return out
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def _explain(self, x: torch.Tensor, targets, top_k, size):
         try:
-            return self.method.explain(x, targets, top_k=top_k, size=size)
+            with self._autocast():
+                return self.method.explain(x, targets, top_k=top_k, size=size)
         except UserError:
             raise
         except ValueError as exc:  # an op's argument check: still the caller's input
