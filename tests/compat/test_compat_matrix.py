@@ -28,7 +28,7 @@ import actcam_ext as ac
 import actcam_ext.compat.pytorch_grad_cam as C
 import actcam_ext.compat.pytorch_grad_cam.utils.model_targets as CT
 import actcam_ext.compat.pytorch_grad_cam.utils.reshape_transforms as CR
-from compat_oracles import (EIGEN, METHODS, as_numpy, assert_maps_close, assert_maps_close_up_to_sign, capture,
+from compat_oracles import (EIGEN, METHODS, assert_maps_close, assert_maps_close_up_to_sign, capture,
                             minmax64, native_map, native_principal, peer, peer_pipeline, peer_raw, per_image, photos,
                             ranges, rgb_batch)
 

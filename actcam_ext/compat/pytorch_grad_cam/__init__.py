@@ -12,7 +12,7 @@ GuidedBackpropReLUModel; its other methods raise an ImportError that names them.
 """
 
 from . import utils
-from ._missing import PROVIDED_METHODS, missing
+from ._missing import missing
 from .eigen_cam import EigenCAM
 from .eigen_grad_cam import EigenGradCAM
 from .grad_cam import GradCAM
@@ -23,7 +23,8 @@ from .hirescam import HiResCAM
 from .layer_cam import LayerCAM
 from .xgrad_cam import XGradCAM
 
-__all__ = [*PROVIDED_METHODS, "utils"]
+__all__ = ["GradCAM", "HiResCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM",
+           "GradCAMElementWise", "GuidedBackpropReLUModel", "utils"]
 
 
 def __getattr__(name: str):

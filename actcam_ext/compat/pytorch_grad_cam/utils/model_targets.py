@@ -111,7 +111,8 @@ class FasterRCNNBoxScoreTarget:
             ious = torchvision.ops.box_iou(box, boxes)
             index = ious.argmax()
             if ious[0, index] > self.iou_threshold and model_outputs["labels"][index] == label:
-                output = output + ious[0, index] + model_outputs["scores"][index]
+                score = ious[0, index] + model_outputs["scores"][index]
+                output = output + score
         return output
 
 
