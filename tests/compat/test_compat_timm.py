@@ -142,3 +142,13 @@ def test_reshape_of_the_wrong_kind_is_named(swin_tiny, vit_tiny):
     with pytest.raises(ValueError) as excinfo:
         ac.GradCAM(vit_tiny, "blocks.11.norm1")(x, CLASSES)  # tokens without a reshape
     assert "pass reshape='vit'" in _one_line_user_error(excinfo)
+
+
+def test_the_last_blocks_output_has_no_patch_gradient(vit_tiny):
+    # docs/transformers.md, "Which layer": a class-token classifier reads only the class token
+    # after the last block, so Grad-CAM there is all zeros; the last block's norm1 is the target
+    x = photos(*SIZE)
+    after = ac.GradCAM(vit_tiny, "blocks.11", reshape="vit")(x, CLASSES)
+    before = ac.GradCAM(vit_tiny, "blocks.11.norm1", reshape="vit")(x, CLASSES)
+    assert float(after.abs().max()) == 0.0 and float(before.amin(dim=(1, 2)).max()) == 0.0
+    assert bool((before.amax(dim=(1, 2)) == 1.0).all())
