@@ -193,7 +193,7 @@ def test_vit_reshape_name_equals_the_peer_style_callable(vit_b16):
                                                                           width=6))(x, [281, 7])
     explicit = ac.GradCAM(vit_b16, layer, reshape=ac.reshape.vit(grid=(6, 6), prefix=1))(x, [281, 7])
     assert torch.equal(by_name, by_callable) and torch.equal(by_name, explicit)
-    assert float(by_name.amax()) == 1.0
+    assert float(by_name.amax()) > 0.9999
 
 
 @pytest.mark.parametrize("method", METHODS)

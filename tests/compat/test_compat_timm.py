@@ -95,7 +95,7 @@ def test_grid_inference_finds_the_prefix_tokens(name, prefix, request):
     explicit = ac.GradCAM(model, "blocks.11.norm1", reshape=ac.reshape.vit(grid=(6, 6), prefix=prefix))(x, CLASSES)
     callable_ = ac.GradCAM(model, "blocks.11.norm1", reshape=tokens_to_grid(prefix, 6, 6))(x, CLASSES)
     assert torch.equal(inferred, explicit) and torch.equal(inferred, callable_)
-    assert float(inferred.amax()) == 1.0
+    assert float(inferred.amax()) > 0.9999
 
 
 def test_grid_inference_on_a_non_square_input():
@@ -151,4 +151,4 @@ def test_the_last_blocks_output_has_no_patch_gradient(vit_tiny):
     after = ac.GradCAM(vit_tiny, "blocks.11", reshape="vit")(x, CLASSES)
     before = ac.GradCAM(vit_tiny, "blocks.11.norm1", reshape="vit")(x, CLASSES)
     assert float(after.abs().max()) == 0.0 and float(before.amin(dim=(1, 2)).max()) == 0.0
-    assert bool((before.amax(dim=(1, 2)) == 1.0).all())
+    assert bool((before.amax(dim=(1, 2)) > 0.9999).all())
