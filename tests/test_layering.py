@@ -20,7 +20,7 @@ LAYERS = {
     "ops": 1,
     "targets": 2, "localize": 2, "images": 2, "render": 2,
     "methods": 3, "metrics": 3, "models": 3,
-    "pipeline": 4, "evaluation": 4, "export": 4,
+    "pipeline": 4, "evaluation": 4, "export": 4, "compat": 4,
     "cli": 5,
     "__init__": 6, "__main__": 6,
 }
