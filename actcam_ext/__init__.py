@@ -3,8 +3,8 @@
 The package reads top to bottom, each layer importing only the ones below it::
 
     cli                                  the `actcam` command
-    pipeline | evaluation | export       images, folders, videos -> pictures and records | metrics tables |
-                                         exportable CAM modules (torch.export, AOTInductor, ONNX)
+    pipeline | evaluation | export | compat   images, folders, videos -> pictures and records | metrics
+                                         tables | exportable CAM modules | the pytorch-grad-cam API
     methods | metrics | models           CAM, Grad-CAM, ... | the papers' measures | models by name
     targets | localize | images | render what to explain | boxes | image files | pictures
     ops                                  fused native ops (torch.ops.actcam.*) + pure-torch reference

@@ -1,7 +1,7 @@
 """The package's layering, checked on its source: nothing imports upwards or sideways, no private
 name is borrowed across modules, and no import of the package hides inside a function.
 
-    cli -> pipeline | evaluation -> methods | metrics | models
+    cli -> pipeline | evaluation | export | compat -> methods | metrics | models
         -> targets | localize | images | render -> ops -> errors, _validate, _files, _progress
 
 A component may import its own modules and anything in a lower layer; the three pipelines

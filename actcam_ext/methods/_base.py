@@ -369,6 +369,9 @@ class LayerMethod(Method):
         return cam_at_sizes(A, w, size)
 
     # Hooks for subclasses ------------------------------------------------------------------
+    # _check_targets, _extra_hooks, _class_scores, _weights / _elementwise, and _layer_maps
+    # (A, G, class ids, size, eigen_smooth -> the layer's maps) may be overridden; the compat
+    # layer's pytorch-grad-cam engine overrides _class_scores and _layer_maps.
 
     def _check_targets(self, targets) -> None:
         """Refuse targets the method cannot explain, before any work."""

@@ -46,8 +46,9 @@ class _Tokens(Reshape):
         if self.grid is not None:
             h, w = self.grid
             prefix = n - h * w if self.prefix is None else self.prefix
-            if prefix < 0 or prefix + h * w != n:
-                raise UserError(f"{PREFIX}reshape: {n} tokens do not hold a {h}x{w} grid after {prefix} prefix tokens")
+            if prefix < 0 or prefix + h * w != n or (self.prefix is None and prefix > MAX_PREFIX_TOKENS):
+                raise UserError(f"{PREFIX}reshape: {n} tokens do not hold a {h}x{w} grid after {prefix} prefix tokens"
+                                f"{'; pass prefix=k if the model has that many' if self.prefix is None else ''}")
             return prefix, h, w
         if input_size is None:
             raise UserError(f"{PREFIX}reshape: cannot infer the token grid of {n} tokens without the input size; "
