@@ -20,7 +20,7 @@ from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE
 
 __all__ = ["Parser", "positive_int", "fraction", "class_ids", "rgb_triple", "input_size", "model_options",
            "method_option", "top_k_option", "targets_option", "threshold_option", "image_weight_option",
-           "batch_option", "max_pixels_option", "precision_option", "quiet_option", "json_option", "device_option",
+           "batch_option", "max_pixels_option", "speed_options", "quiet_option", "json_option", "device_option",
            "say", "model_kwargs", "layers"]
 
 
@@ -191,11 +191,14 @@ def image_weight_option() -> argparse.ArgumentParser:
     return p
 
 
-def precision_option() -> argparse.ArgumentParser:
+def speed_options() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), metavar="fp32|bf16|fp16",
                    help="the model's arithmetic: fp32 (exact, default), bf16 (CPUs with AVX512-BF16/AMX, GPUs) or fp16 "
                         "(GPUs); faster where the hardware has it, maps within rounding of fp32 (docs/precision.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (the first batch compiles, seconds to minutes; later "
+                        "ones are faster; maps within float rounding of the eager run; not for guided-gradcam)")
     return p
 
 

@@ -6,13 +6,13 @@ from ..methods import method_name
 from ..pipeline import ExplainOptions, Explainer, explain_folder
 from ..pipeline.folder import rank_device
 from ._args import (batch_option, device_option, image_weight_option, max_pixels_option, method_option,
-                    model_kwargs, model_options, precision_option, quiet_option, say, targets_option,
+                    model_kwargs, model_options, speed_options, quiet_option, say, targets_option,
                     threshold_option, top_k_option)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "batch", parents=[method_option(), model_options(), device_option(), precision_option(), top_k_option(),
+        "batch", parents=[method_option(), model_options(), device_option(), speed_options(), top_k_option(),
                           targets_option(), threshold_option(), image_weight_option(), max_pixels_option(),
                           batch_option(8, "images"), quiet_option()],
         help="explain every image under a folder into OUT/results.jsonl (resumable; torchrun shards)",
@@ -31,7 +31,7 @@ def run(args) -> int:
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
                              image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
     explainer = Explainer.load(args.method, args.model, layer=args.layer, reshape=args.reshape,
-                               device=rank_device(args.device), precision=args.precision,
+                               device=rank_device(args.device), precision=args.precision, compile=args.compile,
                                **model_kwargs(args))
     s = explain_folder(args.dir, args.out, explainer, options, progress=not args.quiet)
     if not args.quiet:

@@ -9,7 +9,7 @@ import sys
 from ..methods import method_name
 from ..pipeline import ExplainOptions, Explainer, demo, explain
 from ._args import (batch_option, device_option, image_weight_option, json_option, max_pixels_option,
-                    method_option, model_kwargs, model_options, precision_option, quiet_option, targets_option,
+                    method_option, model_kwargs, model_options, speed_options, quiet_option, targets_option,
                     threshold_option, top_k_option)
 
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     d.set_defaults(func=run_demo)
 
     e = subparsers.add_parser(
-        "explain", parents=[method_option(), model_options(), device_option(), precision_option(), top_k_option(),
+        "explain", parents=[method_option(), model_options(), device_option(), speed_options(), top_k_option(),
                             targets_option(), threshold_option(), image_weight_option(), max_pixels_option(),
                             batch_option(1, "images"), json_option(), quiet_option()],
         help="heatmaps, overlays and localisation boxes for your images",
@@ -75,7 +75,7 @@ def run_explain(args) -> int:
     options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
                              image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
     explainer = functools.partial(Explainer.load, args.method, args.model, layer=args.layer, reshape=args.reshape,
-                                  device=args.device, precision=args.precision,
+                                  device=args.device, precision=args.precision, compile=args.compile,
                                   **model_kwargs(args))
     result = explain(args.images, explainer, options, args.out, progress=not args.quiet)
     if args.json:

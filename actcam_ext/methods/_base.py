@@ -21,7 +21,7 @@ from .. import ops, render, targets as _targets
 from ..errors import PREFIX, UserError
 from ..ops import reference
 from . import reshape as _reshape
-from ._hooks import Capture, gradients, run
+from ._hooks import Capture, Persistent, gradients, run
 from ._layers import LayerRef, resolve_layer
 
 __all__ = ["Explanation", "Method", "LayerMethod", "as_inputs", "batch_and_size", "cam_at_sizes", "detach_output",
@@ -262,6 +262,21 @@ def maps_of_stack(S: torch.Tensor, size):
     return cam_at_sizes(S, eye, size)
 
 
+class _OwnInductor:
+    """Inductor (torch.compile's default compiler) under a backend object of its own.
+
+    TorchDynamo keeps the graphs it traced per code object, and by default (config
+    ``skip_nnmodule_hook_guards``) does not check a module's hooks before reusing one: a model the
+    user compiled and ran before would be served by a graph without our capture hooks. A cached
+    graph is reused only under the backend it was compiled for, so a backend object per method
+    makes the method trace the model again, hooks included, and leaves the user's graphs alone.
+    """
+
+    def __call__(self, gm, example_inputs):
+        from torch._inductor.compile_fx import compile_fx
+        return compile_fx(gm, example_inputs)
+
+
 class LayerMethod(Method):
     """Maps of target layers from their activations A (and gradients G): ``ReLU(sum_k w_k A_k)``
     for channel-weight methods, ``ReLU(sum_k E_k)`` for element-wise ones, resized and normalised.
@@ -269,6 +284,10 @@ class LayerMethod(Method):
     target_layer: a module, a dotted name, ``"NAME:input"``, None (the default rule), or a list of
     them (one map per image, fused across the layers with ``fuse``: "mean" or "max"; one backward
     for all layers). reshape: how the layer's value becomes ``[B, C, h, w]`` (``methods.reshape``).
+    compile: run the forward through ``torch.compile`` (compiled at the first call, with the
+    capture hooks registered on the model before tracing, where they stay, inert outside this
+    method's calls, until ``close()``); the maps are those of the eager method within float
+    rounding. ``create_graph`` explanations always run eagerly.
     Subclasses set ``needs_gradients`` and implement ``_weights`` (channel weights) or, with
     ``elementwise = True``, ``_elementwise`` (per-pixel contributions).
     """
@@ -278,8 +297,14 @@ class LayerMethod(Method):
     multi_layer = True
     fused_mode: str | None = None  # the ops.cam_from_grads mode computing the same maps, if any
 
-    def __init__(self, model: nn.Module, target_layer=None, *, reshape=None, fuse: str = "mean"):
+    def __init__(self, model: nn.Module, target_layer=None, *, reshape=None, fuse: str = "mean",
+                 compile: bool = False):
         super().__init__(model)
+        if not isinstance(compile, bool):
+            raise UserError(f"{PREFIX}compile must be True or False, got {compile!r}")
+        self.compile = compile
+        self._persistent: Persistent | None = None
+        self._compiled = None
         layers = list(target_layer) if isinstance(target_layer, (list, tuple)) else [target_layer]
         if not layers:
             raise UserError(f"{PREFIX}target_layer is an empty list; pass at least one layer")
@@ -325,14 +350,17 @@ class LayerMethod(Method):
         ctx: dict = {}  # per-call state of the subclass's hooks (a method object may serve threads)
         with torch.inference_mode(False):
             hooks = [h for c in captures for h in c.hooks()] + self._extra_hooks(ctx)
-            output = run(self.model, inputs, hooks, grad=create_graph)
+            if self.compile and not create_graph:
+                output = self._compiled_step(hooks).run(self._compiled, inputs, hooks, grad=False)
+            else:
+                output = run(self.model, inputs, hooks, grad=create_graph)
             As = [c.activation() for c in captures]
             with torch.enable_grad():
                 scores, idx, logits = self._class_scores(output, targets, top_k, B, As[0], ctx)
             Gs = [None] * len(captures)
             if self.needs_gradients:
                 leaves = [leaf for c in captures for leaf in c.leaves]
-                grads = gradients(scores, leaves, create_graph=create_graph)
+                grads = gradients(scores, leaves, create_graph=create_graph, batched=not self.compile)
                 start = 0
                 for i, c in enumerate(captures):
                     part = list(grads[start:start + len(c.leaves)])
@@ -349,6 +377,20 @@ class LayerMethod(Method):
         layer_maps = {layer.name: m for layer, m in zip(self.layers, per_layer)} if len(per_layer) > 1 else None
         # With create_graph the logits keep their graph too: a training loss can use the same forward.
         return Explanation(maps, idx, logits if create_graph else detach_output(logits), layer_maps=layer_maps)
+
+    def _compiled_step(self, hooks: list) -> Persistent:
+        if self._persistent is None:
+            # The hooks go on before torch.compile traces the model, so its graph calls them.
+            self._persistent = Persistent([(module, kind) for module, kind, _ in hooks])
+            self._compiled = torch.compile(self.model, backend=_OwnInductor())
+        return self._persistent
+
+    def close(self) -> None:
+        """Remove the hooks that ``compile=True`` left on the model (the method then compiles
+        again at its next call); nothing to do otherwise."""
+        if self._persistent is not None:
+            self._persistent.remove()
+            self._persistent, self._compiled = None, None
 
     def _layer_maps(self, A, G, idx, size, eigen_smooth: bool):
         if self.fused_mode is not None and not eigen_smooth:

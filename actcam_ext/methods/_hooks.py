@@ -10,6 +10,7 @@ by hooks that are removed in ``finally``.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn as nn
 from ..errors import PREFIX, UserError
 from ._layers import LayerRef
 
-__all__ = ["Capture", "run", "gradients"]
+__all__ = ["Capture", "run", "gradients", "Persistent"]
 
 
 def _flatten(value) -> tuple[list, callable]:
@@ -150,18 +151,68 @@ def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
             h.remove()
 
 
+class Persistent:
+    """Hooks registered once, before ``torch.compile`` traces the model, for a compiled explain step.
+
+    A compiled module runs the graph it traced, and that graph skips hooks added later; so the
+    slots ``(module, kind)`` an explanation needs are hooked once, here, and each hook forwards to
+    the function the call in progress installed with ``active`` (none installed: the hook returns
+    None and the model runs unchanged). Calls are serialised by a lock, because the installed
+    functions are this object's state. ``remove`` takes the hooks off the model.
+    """
+
+    def __init__(self, slots: list):
+        self.slots = [(module, kind) for module, kind in slots]
+        self.fns: list | None = None
+        self.lock = threading.Lock()
+        self.handles = []
+        for i, (module, kind) in enumerate(self.slots):
+            if kind == "pre":
+                self.handles.append(module.register_forward_pre_hook(self._pre_hook(i)))
+            else:
+                self.handles.append(module.register_forward_hook(self._post_hook(i)))
+
+    def _pre_hook(self, i: int):
+        def hook(module, args):
+            return None if self.fns is None else self.fns[i](module, args)
+        return hook
+
+    def _post_hook(self, i: int):
+        def hook(module, args, output):
+            return None if self.fns is None else self.fns[i](module, args, output)
+        return hook
+
+    def run(self, compiled, inputs: tuple, hooks: list, grad: bool):
+        """``run`` on the compiled module, with ``hooks`` (the same slots, in order) installed."""
+        if [(m, k) for m, k, _ in hooks] != [(m, k) for m, k in self.slots]:
+            raise RuntimeError("actcam: the hooks of this call differ from those registered for compilation")
+        with self.lock:
+            self.fns = [fn for _, _, fn in hooks]
+            try:
+                return run(compiled, inputs, [], grad)
+            finally:
+                self.fns = None
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
 _UNUSED = (f"{PREFIX}the scores do not depend on the target layer's output in this forward pass; pick a layer "
            "on the path to the scored output")
 
 
-def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor], create_graph: bool = False) -> tuple:
+def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor], create_graph: bool = False,
+              batched: bool = True) -> tuple:
     """d scores / d wrt, one gradient per score column; a tensor the scores do not depend on gets
     zeros (an FPN level the detections do not read), and when none is used, a UserError.
 
     Images never interact in an eval-mode network, so the gradient of the batch sum gives every
     image the gradient of its own score. C scores per image go through one vectorised backward
     (``is_grads_batched``) with one-hot grad_outputs instead of C passes; the results come back
-    as [B,C,...].
+    as [B,C,...]. ``batched=False`` takes one backward per class instead: a graph recorded by
+    torch.compile has a compiled backward, which the vectorised backward cannot map over.
     """
     if scores.grad_fn is None and not scores.requires_grad:
         raise UserError(f"{PREFIX}the scores do not depend on the differentiated tensor (is the target layer's "
@@ -169,16 +220,14 @@ def gradients(scores: torch.Tensor, wrt: Sequence[torch.Tensor], create_graph: b
     wrt = tuple(wrt)
     if scores.dim() == 1:
         grads = torch.autograd.grad(scores.sum(), wrt, create_graph=create_graph, allow_unused=True)
-        lead = ()
     else:
         B, C = scores.shape
-        lead = (C,)
-        if create_graph:  # a differentiable batched backward: one pass per class
-            per_class = [torch.autograd.grad(scores[:, c].sum(), wrt, create_graph=True, retain_graph=True,
-                                             allow_unused=True) for c in range(C)]
+        if create_graph or not batched:  # one pass per class (differentiable with create_graph)
+            per_class = [torch.autograd.grad(scores[:, c].sum(), wrt, create_graph=create_graph,
+                                             retain_graph=create_graph or c < C - 1, allow_unused=True)
+                         for c in range(C)]
             grads = tuple(None if per_class[0][i] is None else torch.stack([g[i] for g in per_class], dim=1)
                           for i in range(len(wrt)))
-            lead = None
         else:
             onehot = torch.eye(C, dtype=scores.dtype, device=scores.device)[:, None, :].expand(C, B, C)
             grads = torch.autograd.grad(scores, wrt, grad_outputs=onehot, is_grads_batched=True, allow_unused=True)

@@ -28,8 +28,8 @@ class CAM(LayerMethod):
     needs_gradients = False
     multi_layer = False
 
-    def __init__(self, model: nn.Module, target_layer=None, fc_layer=None, *, reshape=None):
-        super().__init__(model, target_layer, reshape=reshape)
+    def __init__(self, model: nn.Module, target_layer=None, fc_layer=None, *, reshape=None, compile: bool = False):
+        super().__init__(model, target_layer, reshape=reshape, compile=compile)
         if fc_layer is None:
             found = last_of(self.model, nn.Linear)
             if found is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import PREFIX, UserError
+from ._base import LayerMethod
 from .activation import CAM, EigenCAM
 from .gradient import EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .guided import GuidedGradCAM
@@ -33,7 +34,15 @@ def method_name(name, allowed=tuple(METHODS)) -> str:
     return key
 
 
-def make_method(name, model, layer=None, **kwargs):
+def make_method(name, model, layer=None, *, compile: bool = False, **kwargs):
     """The method object for a name (or alias) on ``model`` at target layer ``layer`` (or a list of
-    layers); ``kwargs`` (``reshape``, ``fuse``) go to the method."""
-    return METHODS[method_name(name)](model, target_layer=layer, **kwargs)
+    layers); ``kwargs`` (``reshape``, ``fuse``) go to the method. compile: the compiled explain
+    step of the layer methods (``LayerMethod``); Guided Grad-CAM has none."""
+    key = method_name(name)
+    cls = METHODS[key]
+    if compile:
+        if not issubclass(cls, LayerMethod):
+            raise UserError(f"{PREFIX}{TITLES[key]} has no compiled explain step (its backward runs guided rules "
+                            "through the whole model); drop --compile / compile=True, or use gradcam")
+        kwargs["compile"] = True
+    return cls(model, target_layer=layer, **kwargs)

@@ -102,12 +102,14 @@ class Explainer:
 
     @classmethod
     def load(cls, method: str = "gradcam", model=None, *, layer=None, reshape=None, device=None,
-             preprocess: Preprocess | None = None, precision: str = "fp32", **load_kwargs) -> "Explainer":
+             preprocess: Preprocess | None = None, precision: str = "fp32", compile: bool = False,
+             **load_kwargs) -> "Explainer":
         """An Explainer for a method name and a model spec (``models.load_model``: None for the
         built-in EfficientNet-Lite0, ``"torchvision:NAME"``, ``"timm:NAME"``, a file;
         ``load_kwargs`` (input_size, mean, std, allow_pickle, weights) as there) or an
         ``nn.Module`` (in eval mode; then ``preprocess`` defaults to 224x224 with the ImageNet
-        mean/std). layer: a target layer or a list of them; reshape: as for the methods."""
+        mean/std). layer: a target layer or a list of them; reshape: as for the methods; compile:
+        the method's compiled explain step (``LayerMethod``'s ``compile=True``)."""
         if model is None or isinstance(model, (str, os.PathLike)):
             spec = os.fspath(model or DEFAULT_MODEL)
             net, pre = load_model(spec, device, **load_kwargs)
@@ -119,14 +121,17 @@ class Explainer:
             raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got "
                             f"{type(model).__name__}")
         kwargs = {"reshape": reshape} if reshape is not None else {}
-        return cls(make_method(method, net, layer, **kwargs), preprocess or pre, dev, model_name=spec,
+        return cls(make_method(method, net, layer, compile=compile, **kwargs), preprocess or pre, dev, model_name=spec,
                    precision=precision)
 
     def describe(self) -> dict:
-        """``{"model", "method", "layer"[, "precision"]}``: what a results file records about the run."""
+        """``{"model", "method", "layer"[, "precision"][, "compiled"]}``: what a results file records
+        about the run."""
         out = {"model": self.model_name, "method": self.method_name, "layer": self.layer}
         if self.precision != "fp32":
             out["precision"] = self.precision
+        if getattr(self.method, "compile", False):
+            out["compiled"] = True
         return out
 
     def _autocast(self):

@@ -224,6 +224,7 @@ BAD = [
     ("pickle refused", ["{cat}", "--model", "{d}/nogap.pt"], "is a pickled nn.Module, and unpickling it runs code"),
     ("nan logits", ["{cat}", "--model", "{d}/nan.pt", "--allow-pickle"], "NaN or infinite logits (image 0"),
     ("too many pixels", ["{cat}", "--max-pixels", "1000"], "451x300 = 0.1 megapixels, above the limit"),
+    ("compile guided", ["{cat}", "--method", "guided-gradcam", "--compile"], "Guided Grad-CAM has no compiled"),
 ]
 
 
@@ -269,6 +270,30 @@ def test_torchvision_model_on_the_command_line(photos, tmp_path, capsys, monkeyp
     result = json.loads(stdout)
     assert result["model"] == "torchvision:resnet18" and result["layer"] == "layer4"
     _check_results(result, tmp_path / "o", n_preds=1)
+
+
+def test_compile_on_the_command_line(photos, tmp_path, capsys):
+    """--compile: the same predictions and the same maps (within float rounding) as the eager run,
+    and the results say the model was compiled."""
+    gap = nn.Sequential(nn.Conv2d(3, 4, 8, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 10)).eval()
+    torch.save(gap, tmp_path / "gap.pt")
+    results = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "eager")
+        rc, stdout, err = _run_cli(["explain", photos["coffee"], photos["chelsea"], "--model", str(tmp_path / "gap.pt"),
+                                    "--allow-pickle", "--top-k", "2", "--out", str(out), "--json", "--quiet", *flag],
+                                   capsys)
+        assert rc == 0, err
+        results[bool(flag)] = json.loads(stdout)
+    assert results[True].get("compiled") is True and "compiled" not in results[False]
+    for a, b in zip(results[False]["images"], results[True]["images"]):
+        assert [p["class_id"] for p in a["predictions"]] == [p["class_id"] for p in b["predictions"]]
+        for pa, pb in zip(a["predictions"], b["predictions"]):
+            assert abs(pa["score"] - pb["score"]) < 1e-5
+            ha = cv2.imread(str(tmp_path / "eager" / pa["heatmap"]), cv2.IMREAD_UNCHANGED).astype(int)
+            hb = cv2.imread(str(tmp_path / "compiled" / pb["heatmap"]), cv2.IMREAD_UNCHANGED).astype(int)
+            assert np.abs(ha - hb).max() <= 1  # one step of an 8-bit map
 
 
 def test_info_and_version(capsys):

@@ -444,3 +444,56 @@ def test_compiled_models_are_explained_in_either_call_order(resnet18, order):
         assert method.model is resnet18
         assert torch.allclose(method(x, [1, 2, 3]), eager(x, [1, 2, 3]), atol=1e-6)
     assert ac.GradCAM(compiled, "layer4").target_layer_name == "layer4"
+
+
+class _SmallNet(nn.Module):
+    """Small enough that Inductor compiles it in seconds; the CAM structure (GAP + linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def test_compiled_explain_step_equals_the_eager_method_whatever_was_compiled_before():
+    """compile=True: the model runs through torch.compile (Inductor) with the capture hooks traced
+    in. The user's own compiled graph of the same model, run before, has no hooks and must not
+    be reused: the maps equal the eager method's, call after call, and close() leaves the model
+    as it was."""
+    torch.manual_seed(3)
+    net = _SmallNet().eval()
+    x = torch.randn(3, 3, 20, 24)
+    users = torch.compile(net)
+    with torch.no_grad():
+        before = users(x)
+    for cls in (ac.GradCAM, ac.CAM, ac.LayerCAM):
+        method, eager = cls(net, compile=True), cls(net)
+        want = eager.explain(x, [0, 4, 2])
+        for _ in range(2):
+            got = method.explain(x, [0, 4, 2])
+            assert torch.allclose(got.maps, want.maps, atol=1e-5)
+            assert torch.equal(got.class_ids, want.class_ids)
+            assert torch.allclose(got.logits, want.logits, atol=1e-5)
+        top1 = method.explain(x)
+        assert torch.equal(top1.class_ids, eager.explain(x).class_ids)
+        # Several classes per image: one backward per class (a compiled backward cannot be vmapped).
+        assert torch.allclose(method(x, top_k=2), eager(x, top_k=2), atol=1e-5)
+        assert method.target_layer.__dict__["_forward_hooks"] or method.target_layer.__dict__["_forward_pre_hooks"]
+        method.close()
+        assert not net.pool._forward_pre_hooks and not net.fc._forward_hooks
+    with torch.no_grad():
+        assert torch.allclose(users(x), before) and torch.allclose(net(x), before, atol=1e-5)
+
+
+def test_compiled_explain_step_options_are_checked():
+    net = _SmallNet().eval()
+    with pytest.raises(ac.UserError, match="compile must be True or False"):
+        ac.GradCAM(net, compile="yes")
+    with pytest.raises(ac.UserError, match="Guided Grad-CAM has no compiled explain step"):
+        ac.methods.registry.make_method("guided-gradcam", net, compile=True)
+    assert isinstance(ac.methods.registry.make_method("gradcam", net, compile=True), ac.GradCAM)
