@@ -1,14 +1,15 @@
-"""bf16 against fp32 on the CPU: what it gains and what it costs in faithfulness.
+"""The opt-in speed switches (bf16, --compile) against exact fp32 on the CPU: what each gains
+and what it costs in faithfulness.
 
     python -m bench.precision [--rounds 5] [--frames 48,144] [--quick] [--out bench/results/cpu_precision.json]
 
 The default model (EfficientNet-Lite0, as ``actcam video`` runs it), Grad-CAM:
 
 - faithfulness on the four bundled photos and on 48 frames of the 640x360 clip: top-1 agreement,
-  mean absolute difference of the maps, IoU of the boxes (threshold 0.2), bf16 against fp32;
-- speed: one Grad-CAM call on a batch of 8 frames, fp32 vs bf16, interleaved (min and median);
-  and ``actcam video --batch 8`` in steady state (two clip lengths, start-up cancels) with
-  ``--precision fp32`` and ``--precision bf16``.
+  mean absolute difference of the maps, IoU of the boxes (threshold 0.2), each switch against fp32;
+- speed: one Grad-CAM call on a batch of 8 frames, fp32 vs bf16 vs compiled, interleaved (min and
+  median); and ``actcam video --batch 8`` in steady state (two clip lengths, so start-up and
+  compilation cancel) with ``--precision fp32``, ``--precision bf16`` and ``--compile``.
 
 bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); elsewhere the command refuses.
 """
@@ -56,41 +57,50 @@ def _faithfulness(e32, e16, images) -> dict:
             "max_mean_abs_map_difference": float(np.max(d)), "mean_box_iou": float(np.mean(ious))}
 
 
-def _video_seconds(clip, out, precision) -> float:
+VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "compiled": {"compile": True}}
+FLAGS = {"fp32": [], "bf16": ["--precision", "bf16"], "compiled": ["--compile"]}
+
+
+def _video_seconds(clip, out, variant) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "actcam_ext", "video", str(clip), str(out), "--batch", "8", "--device", "cpu",
-                    "--precision", precision, "--quiet"], check=True)
+                    *FLAGS[variant], "--quiet"], check=True)
     return time.perf_counter() - t
 
 
 def main(argv=None):
     parser = arguments(__doc__, "bench/results/cpu_precision.json", rounds=5)
     parser.add_argument("--frames", default="48,144", help="the two clip lengths of the video rows")
+    parser.add_argument("--video-rounds", type=int, default=2, help="runs of each actcam video row (default 2)")
     args = parser.parse_args(argv)
     n1, n2 = (8, 16) if args.quick else tuple(int(v) for v in args.frames.split(","))
     rounds = 1 if args.quick else args.rounds
+    video_rounds = 1 if args.quick else args.video_rounds
     e32 = ac.Explainer.load("gradcam", device="cpu")
-    e16 = ac.Explainer.load("gradcam", e32.model, preprocess=e32.preprocess, device="cpu", precision="bf16")
+    explainers = {name: e32 if not kw else ac.Explainer.load("gradcam", e32.model, preprocess=e32.preprocess,
+                                                             device="cpu", **kw)
+                  for name, kw in VARIANTS.items()}
     with tempfile.TemporaryDirectory() as d:
         clips = {n: make_clip(Path(d) / f"clip{n}.mp4", frames=n, size=SIZE) for n in (n1, n2)}
         photos = [getattr(skimage.data, n)() for n in PHOTOS]
         frames = _frames(clips[n2], 48 if not args.quick else 8)
-        faith = {"photos": _faithfulness(e32, e16, photos), "clip frames": _faithfulness(e32, e16, frames)}
+        faith = {name: {"photos": _faithfulness(e32, e, photos), "clip frames": _faithfulness(e32, e, frames)}
+                 for name, e in explainers.items() if e is not e32}
         batch = torch.from_numpy(np.stack(frames[:8]))
-        stats = interleaved({"fp32": lambda: e32.heatmaps(batch), "bf16": lambda: e16.heatmaps(batch)}, rounds)
+        stats = interleaved({name: (lambda e=e: e.heatmaps(batch)) for name, e in explainers.items()}, rounds)
         groups = [group("Grad-CAM, 8 frames 640x360, EfficientNet-Lite0", stats)]
-        times = {p: {n: [] for n in (n1, n2)} for p in ("fp32", "bf16")}
-        for _ in range(rounds):
+        times = {v: {n: [] for n in (n1, n2)} for v in VARIANTS}
+        for _ in range(video_rounds):
             for n, clip in clips.items():
-                for p in times:
-                    times[p][n].append(_video_seconds(clip, Path(d) / f"o_{p}.mp4", p))
-    steady = {p: (n2 - n1) / (min(t[n2]) - min(t[n1])) for p, t in times.items()}
+                for v in times:
+                    times[v][n].append(_video_seconds(clip, Path(d) / f"o_{v}.mp4", v))
+    steady = {v: (n2 - n1) / (min(t[n2]) - min(t[n1])) for v, t in times.items()}
     for name, f in faith.items():
-        print(f"{name}: {f}")
-    print(f"actcam video steady state: fp32 {steady['fp32']:.1f} frames/s, bf16 {steady['bf16']:.1f} frames/s "
-          f"({steady['bf16'] / steady['fp32']:.2f}x)")
+        print(f"{name} against fp32: {f}")
+    print("actcam video steady state: " + ", ".join(
+        f"{v} {fps:.1f} frames/s ({fps / steady['fp32']:.2f}x)" for v, fps in steady.items()))
     save(args.out, groups, faithfulness=faith, video_steady_frames_per_second=steady, video_seconds=times,
-         frames=[n1, n2], rounds=rounds, quick=args.quick)
+         frames=[n1, n2], rounds=rounds, video_rounds=video_rounds, quick=args.quick)
 
 
 if __name__ == "__main__":
