@@ -17,6 +17,10 @@ reports minimum and median; outputs are checked against the baseline's before ti
 - cam_from_grads-video: a video batch, B=8, K=1280, 12x20 -> 360x640, likewise.
 - cam-dtypes: ops.cam at B=32 with float32, float16 and bfloat16 activations (the same
   number of elements): the cost per element of the narrower inputs.
+- cam-backward-B32: the gradient of ops.cam's maps with respect to activations and weights at
+  B=32, K=2048, 7x7 -> 224x224, the backward alone (the graph recorded once and kept): autograd
+  through the pure-torch reference vs the fused C++ backward (which recomputes what it needs
+  of the forward); cam-forward+backward-B32: the same with the forward included.
 - gradcampp: Grad-CAM++ Eq. 19 weights at B=32, K=512, 14x14: the torch expression vs the op.
 - overlay: 16 x 224x224 JET overlays: a per-image cv2.applyColorMap + cv2.addWeighted loop vs
   ops.overlay.
@@ -106,6 +110,26 @@ def main(argv=None):
         for st in stats.values():  # per call
             st.update(min=st["min"] / reps, median=st["median"] / reps, times=[t / reps for t in st["times"]])
         groups.append(group(name, stats, B=B, K=K_, low=[h, w], size=list(out), calls_per_sample=reps))
+
+    # The backward of cam (maps -> activations and weights): autograd through the reference
+    # chain against the fused C++ cam_backward, both from the same upstream gradient.
+    Ab, Wb = A.clone().requires_grad_(True), weights.clone().requires_grad_(True)
+    upstream = torch.randn(32, *size, generator=torch.Generator().manual_seed(2))
+
+    def backward(fn):
+        return torch.autograd.grad(fn(Ab, Wb, size), (Ab, Wb), upstream)
+
+    for got, want in zip(backward(ac.ops.cam), backward(ac.reference.cam)):
+        # Sums over 224x224 pixels: float32 rounding scales with the gradient's magnitude.
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    # The backward alone: each graph is recorded once and kept, so only the backward is timed.
+    outs = {"reference-autograd": ac.reference.cam(Ab, Wb, size), "actcam": ac.ops.cam(Ab, Wb, size)}
+    stats = interleaved({name: (lambda o=o: torch.autograd.grad(o, (Ab, Wb), upstream, retain_graph=True))
+                         for name, o in outs.items()}, rounds, warmup=2)
+    groups.append(group("cam-backward-B32", stats, B=32, K=K, size=list(size)))
+    stats = interleaved({"reference-autograd": lambda: backward(ac.reference.cam),
+                         "actcam": lambda: backward(ac.ops.cam)}, rounds, warmup=2)
+    groups.append(group("cam-forward+backward-B32", stats, B=32, K=K, size=list(size)))
 
     by_dtype = {str(dt)[6:]: A.to(dt) for dt in (torch.float32, torch.float16, torch.bfloat16)}
     stats = interleaved({name: (lambda a=a: ac.ops.cam(a, weights, size)) for name, a in by_dtype.items()},
