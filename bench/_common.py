@@ -10,6 +10,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -150,6 +151,37 @@ def interleaved(cases: dict, rounds: int, warmup: int = 1, sync=None) -> dict:
                 sync()
             times[name].append(time.perf_counter() - t0)
     return {name: {"min": min(t), "median": statistics.median(t), "times": t} for name, t in times.items()}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def extra_peak_mib(fn) -> float:
+    """The extra peak resident memory of one call of ``fn`` in this process, in MiB: a warm-up
+    call first (one-time allocations — thread pools, kernels, lazy init — are not the call's
+    cost), then the kernel's peak mark is reset to the current RSS (``/proc/self/clear_refs``)
+    and ``fn`` runs again: VmHWM - VmRSS before it. Linux only."""
+    fn()
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    fn()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def memory_in_fresh_process(module: str, case: str, size: int) -> dict:
+    """``python -m MODULE --memory-case CASE --size SIZE`` in a fresh process, whose last stdout
+    line is a JSON row; glibc's mmap threshold is fixed so that large tensors go back to the OS
+    when freed and every case is measured alike."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", PYTHONWARNINGS="ignore")
+    out = subprocess.run([sys.executable, "-m", module, "--memory-case", case, "--size", str(size)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _fmt(seconds: float) -> str:

@@ -20,8 +20,6 @@ same model and input for every case, timed interleaved round by round (min and m
 
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import skimage.data
@@ -31,7 +29,7 @@ import torchvision
 import actcam_ext as ac
 from actcam_ext.models import load_model
 
-from ._common import PHOTOS, arguments, group, interleaved, save
+from ._common import PHOTOS, arguments, extra_peak_mib, group, interleaved, memory_in_fresh_process, save
 
 B = 8
 MEMORY_CASES = ["plain_forward", "actcam_gradcam", "pytorch_grad_cam", "torchcam_7x7"]
@@ -74,33 +72,14 @@ def cases(model, x) -> dict:
             "actcam_top5_one_call": lambda: ours(x, top_k=5)}
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _memory_case(name: str, size: int) -> dict:
     warnings.simplefilter("ignore", RuntimeWarning)
     model, x = model_and_input(size)
-    fn = cases(model, x)[name]
-    fn()  # warm-up: one-time allocations (thread pools, kernels, lazy init) are not the call's cost
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    fn()
-    return {"case": name, "extra_peak_mib": (_status_kib("VmHWM") - before) / 1024}
+    return {"case": name, "extra_peak_mib": extra_peak_mib(cases(model, x)[name])}
 
 
 def memory_table(size: int) -> list[dict]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", PYTHONWARNINGS="ignore")
-    rows = []
-    for name in MEMORY_CASES:
-        out = subprocess.run([sys.executable, "-m", "bench.methods", "--memory-case", name, "--size", str(size)],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    rows = [memory_in_fresh_process("bench.methods", name, size) for name in MEMORY_CASES]
     for r in rows:
         r["ratio_vs_plain_forward"] = r["extra_peak_mib"] / rows[0]["extra_peak_mib"]
     return rows

@@ -27,8 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import torch
@@ -36,7 +34,7 @@ import torchvision
 
 import actcam_ext as ac
 
-from ._common import arguments, group, interleaved, save
+from ._common import arguments, extra_peak_mib, group, interleaved, memory_in_fresh_process, save
 
 B = 8
 VIT_LAYER = "encoder.layers.encoder_layer_11.ln_1"
@@ -93,36 +91,19 @@ def cases(net: str, model, x) -> dict:
     return {"plain_forward": plain, **mine, "pytorch_grad_cam": pgc}
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def memory_case(net: str, name: str, size: int) -> dict:
     """One case's extra peak resident memory in this (fresh) process."""
     warnings.simplefilter("ignore", RuntimeWarning)
     model, x = models(net, size)
-    fn = cases(net, model, x)[name]
-    fn()  # warm-up: one-time allocations (thread pools, kernels, lazy init) are not the call's cost
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    fn()
-    return {"net": net, "case": name, "extra_peak_mib": (_status_kib("VmHWM") - before) / 1024}
+    return {"net": net, "case": name, "extra_peak_mib": extra_peak_mib(cases(net, model, x)[name])}
 
 
 def memory_table(size: int) -> list[dict]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", PYTHONWARNINGS="ignore")
     rows = []
     for net, names in MEMORY_CASES.items():
         first = None
         for name in names:
-            out = subprocess.run([sys.executable, "-m", "bench.reach", "--memory-case", f"{net}:{name}", "--size",
-                                  str(size)], env=env, check=True, capture_output=True, text=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
+            row = memory_in_fresh_process("bench.reach", f"{net}:{name}", size)
             first = first or row
             row["ratio_vs_plain_forward"] = row["extra_peak_mib"] / first["extra_peak_mib"]
             rows.append(row)

@@ -12,6 +12,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 import actcam_ext
 from actcam_ext.evaluation import synthetic
@@ -50,6 +51,15 @@ def _no_rng_leak():
         torch.cuda.set_rng_state_all(cuda_states)
     np.random.set_state(np_state)
     random.setstate(py_state)
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    """torchvision's ResNet-18 with seeded random weights, in eval mode (where equality, not
+    accuracy, is the point)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return torchvision.models.resnet18().eval()
 
 
 @pytest.fixture(scope="session")

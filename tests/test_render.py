@@ -16,7 +16,6 @@ import skimage.data
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 import actcam_ext as ac
 from actcam_ext import render
@@ -31,12 +30,6 @@ def lite():
     """EfficientNet-Lite0 as its package builds it: the stem's filters are the learned ones."""
     return load_model(None, "cpu", optimize=False)
 
-
-@pytest.fixture(scope="module")
-def resnet18():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return torchvision.models.resnet18().eval()
 
 
 @pytest.fixture(scope="module")

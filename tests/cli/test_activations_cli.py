@@ -11,34 +11,14 @@ import torch
 import torch.nn as nn
 
 import actcam_ext as ac
-from actcam_ext import cli, render
+from actcam_ext import render
 from actcam_ext.models import load_model
+from cli_helpers import run_cli
 
 CAT_IDS = range(281, 286)
 COFFEE_IDS = {967, 968}
 IMAGE_KEYS = {"path", "width", "height", "layer", "class_id", "label", "score", "activations", "sheet", "channels",
               "scores", "class_channels", "contributions"}
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    import skimage.data
-    d = tmp_path_factory.mktemp("photos")
-    paths = {}
-    for name, ext in (("chelsea", ".png"), ("coffee", ".jpg")):
-        p = d / f"{name}{ext}"
-        assert cv2.imwrite(str(p), getattr(skimage.data, name)()[:, :, ::-1])
-        paths[name] = str(p)
-    return paths
-
-
-def _run(argv, capsys):
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _nothing_written(parent, name):
@@ -51,8 +31,8 @@ def _rgb(path):
 
 def test_activations_end_to_end(photos, tmp_path, capsys):
     out = tmp_path / "act"
-    rc, stdout, err = _run(["activations", photos["chelsea"], photos["coffee"], "--top", "6", "--out", str(out)],
-                           capsys)
+    rc, stdout, err = run_cli(["activations", photos["chelsea"], photos["coffee"], "--top", "6", "--out", str(out)],
+                              capsys)
     assert rc == 0, err
     result = json.loads((out / "activations.json").read_text())
     assert result["model"] == "efficientnet-lite0" and result["layer"] == "_avg_pooling:input" and result["top"] == 6
@@ -86,13 +66,13 @@ def test_activations_end_to_end(photos, tmp_path, capsys):
 
 def test_layer_and_top_beyond_the_channels(photos, tmp_path, capsys):
     out = tmp_path / "act"
-    rc, _, err = _run(["activations", photos["chelsea"], "--layer", "_blocks.0", "--top", "1000", "--out",
-                       str(out), "--quiet"], capsys)
+    rc, _, err = run_cli(["activations", photos["chelsea"], "--layer", "_blocks.0", "--top", "1000", "--out",
+                          str(out), "--quiet"], capsys)
     assert rc == 0 and err == ""
     img = json.loads((out / "activations.json").read_text())["images"][0]
     assert img["layer"] == "_blocks.0" and sorted(img["channels"]) == list(range(16))   # _blocks.0 has 16
     # A second run replaces the earlier output (its activations.json marks it as ours).
-    rc, _, err = _run(["activations", photos["coffee"], "--top", "2", "--out", str(out), "--quiet"], capsys)
+    rc, _, err = run_cli(["activations", photos["coffee"], "--top", "2", "--out", str(out), "--quiet"], capsys)
     assert rc == 0 and err == ""
     assert [i["path"] for i in json.loads((out / "activations.json").read_text())["images"]] == [photos["coffee"]]
     assert len(os.listdir(out)) == 4                                            # json, filters, grid, sheet
@@ -105,20 +85,20 @@ def test_layer_and_top_beyond_the_channels(photos, tmp_path, capsys):
     (["--model", "torchvision:nonesuch"], "unknown torchvision classification model 'nonesuch'"),
 ])
 def test_errors_are_one_line_and_write_nothing(photos, tmp_path, capsys, extra, needle):
-    rc, stdout, err = _run(["activations", photos["chelsea"], "--out", str(tmp_path / "out"), *extra], capsys)
+    rc, stdout, err = run_cli(["activations", photos["chelsea"], "--out", str(tmp_path / "out"), *extra], capsys)
     assert rc == 2 and err.count("\n") == 1 and needle in err, err
     assert err.startswith("actcam activations: error: ")
     assert _nothing_written(tmp_path, "out")
 
 
 def test_unreadable_image_and_foreign_folder(photos, tmp_path, capsys):
-    rc, _, err = _run(["activations", photos["chelsea"], str(tmp_path / "missing.png"), "--out",
-                       str(tmp_path / "out")], capsys)
+    rc, _, err = run_cli(["activations", photos["chelsea"], str(tmp_path / "missing.png"), "--out",
+                          str(tmp_path / "out")], capsys)
     assert rc == 2 and "missing.png' does not exist" in err and _nothing_written(tmp_path, "out")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    rc, _, err = _run(["activations", photos["chelsea"], "--out", str(mine)], capsys)
+    rc, _, err = run_cli(["activations", photos["chelsea"], "--out", str(mine)], capsys)
     assert rc == 2 and "holds no activations.json" in err
     assert os.listdir(mine) == ["notes.txt"]
 

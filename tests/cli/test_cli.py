@@ -19,6 +19,7 @@ import torch.nn as nn
 
 import actcam_ext as ac
 from actcam_ext import cli
+from cli_helpers import run_cli
 
 CAT_IDS = range(281, 286)          # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_IDS = {967, 968}            # espresso, cup
@@ -27,29 +28,8 @@ SCHEMA_PRED = {"class_id", "label", "score", "box", "heatmap", "overlay"}
 
 
 # --------------------------------------------------------------------------------------------
-# Fixtures: photos as files, bad files
+# Helpers and bad files (the photos as files: tests/cli/conftest.py)
 # --------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    import skimage.data
-    d = tmp_path_factory.mktemp("photos")
-    paths = {}
-    for name, ext in (("chelsea", ".png"), ("coffee", ".jpg")):
-        p = d / f"{name}{ext}"
-        assert cv2.imwrite(str(p), getattr(skimage.data, name)()[:, :, ::-1])
-        paths[name] = str(p)
-    return paths
-
-
-def _run_cli(argv, capsys):
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
 
 def _check_results(result, out_dir, n_preds):
     assert set(result) >= {"model", "method", "layer", "images"}
@@ -128,8 +108,8 @@ def test_closed_stdout_pipe_exits_quietly(photos, tmp_path):
 
 def test_explain_cli_topk_gradcampp(photos, tmp_path, capsys):
     out = tmp_path / "ex"
-    rc, stdout, err = _run_cli(["explain", photos["chelsea"], photos["coffee"], "--method", "gradcam++",
-                                "--top-k", "2", "--out", str(out), "--json"], capsys)
+    rc, stdout, err = run_cli(["explain", photos["chelsea"], photos["coffee"], "--method", "gradcam++",
+                               "--top-k", "2", "--out", str(out), "--json"], capsys)
     assert rc == 0, err
     result = json.loads(stdout)
     assert result == json.loads((out / "results.json").read_text())
@@ -145,16 +125,16 @@ def test_explain_cli_topk_gradcampp(photos, tmp_path, capsys):
 
 def test_explain_cli_targets_cam_and_guided(photos, tmp_path, capsys):
     out = tmp_path / "ex"
-    rc, _, err = _run_cli(["explain", photos["chelsea"], "--method", "cam", "--targets", "967,281",
-                           "--out", str(out), "--quiet"], capsys)
+    rc, _, err = run_cli(["explain", photos["chelsea"], "--method", "cam", "--targets", "967,281",
+                          "--out", str(out), "--quiet"], capsys)
     assert rc == 0, err
     result = json.loads((out / "results.json").read_text())
     _check_results(result, out, n_preds=2)
     preds = result["images"][0]["predictions"]
     assert [p["class_id"] for p in preds] == [281, 967]  # sorted by score: the cat class first
     out2 = tmp_path / "guided"
-    rc, _, err = _run_cli(["explain", photos["coffee"], "--method", "guided-gradcam", "--out", str(out2),
-                           "--quiet"], capsys)
+    rc, _, err = run_cli(["explain", photos["coffee"], "--method", "guided-gradcam", "--out", str(out2),
+                          "--quiet"], capsys)
     assert rc == 0, err
     result = json.loads((out2 / "results.json").read_text())
     _check_results(result, out2, n_preds=1)
@@ -233,7 +213,7 @@ def test_bad_input(argv, message, bad_files, photos, tmp_path, capsys, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty weights cache
     argv = [a.format(d=bad_files, cat=photos["chelsea"]) for a in argv]
     out = tmp_path / "out"
-    rc, stdout, err = _run_cli(["explain", *argv, "--out", str(out)], capsys)
+    rc, stdout, err = run_cli(["explain", *argv, "--out", str(out)], capsys)
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("actcam explain: error: "), err
     assert message in err and "Traceback" not in err
@@ -242,7 +222,7 @@ def test_bad_input(argv, message, bad_files, photos, tmp_path, capsys, monkeypat
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
 def test_cuda_without_gpu(photos, tmp_path, capsys):
-    rc, _, err = _run_cli(["explain", photos["chelsea"], "--device", "cuda", "--out", str(tmp_path / "o")], capsys)
+    rc, _, err = run_cli(["explain", photos["chelsea"], "--device", "cuda", "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and err.count("\n") == 1 and "no CUDA GPU" in err
     assert _no_leftovers(tmp_path, "o")
 
@@ -251,7 +231,7 @@ def test_foreign_output_directory_is_not_overwritten(photos, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    rc, _, err = _run_cli(["explain", photos["chelsea"], "--out", str(mine)], capsys)
+    rc, _, err = run_cli(["explain", photos["chelsea"], "--out", str(mine)], capsys)
     assert rc == 2 and "not empty" in err and err.count("\n") == 1
     assert (mine / "thesis.tex").read_text() == "precious" and os.listdir(mine) == ["thesis.tex"]
     assert sorted(os.listdir(tmp_path)) == ["mine"]
@@ -264,8 +244,8 @@ def test_torchvision_model_on_the_command_line(photos, tmp_path, capsys, monkeyp
     cache = tmp_path / "th" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), cache / os.path.basename(url))
-    rc, stdout, err = _run_cli(["explain", photos["coffee"], "--model", "torchvision:resnet18", "--layer", "layer4",
-                                "--out", str(tmp_path / "o"), "--json", "--quiet"], capsys)
+    rc, stdout, err = run_cli(["explain", photos["coffee"], "--model", "torchvision:resnet18", "--layer", "layer4",
+                               "--out", str(tmp_path / "o"), "--json", "--quiet"], capsys)
     assert rc == 0, err
     result = json.loads(stdout)
     assert result["model"] == "torchvision:resnet18" and result["layer"] == "layer4"
@@ -281,9 +261,9 @@ def test_compile_on_the_command_line(photos, tmp_path, capsys):
     results = {}
     for flag in ([], ["--compile"]):
         out = tmp_path / ("compiled" if flag else "eager")
-        rc, stdout, err = _run_cli(["explain", photos["coffee"], photos["chelsea"], "--model", str(tmp_path / "gap.pt"),
-                                    "--allow-pickle", "--top-k", "2", "--out", str(out), "--json", "--quiet", *flag],
-                                   capsys)
+        rc, stdout, err = run_cli(["explain", photos["coffee"], photos["chelsea"], "--model", str(tmp_path / "gap.pt"),
+                                   "--allow-pickle", "--top-k", "2", "--out", str(out), "--json", "--quiet", *flag],
+                                  capsys)
         assert rc == 0, err
         results[bool(flag)] = json.loads(stdout)
     assert results[True].get("compiled") is True and "compiled" not in results[False]
@@ -297,7 +277,7 @@ def test_compile_on_the_command_line(photos, tmp_path, capsys):
 
 
 def test_info_and_version(capsys):
-    rc, out, _ = _run_cli(["info"], capsys)
+    rc, out, _ = run_cli(["info"], capsys)
     assert rc == 0 and out.startswith(f"actcam_ext {ac.__version__} (torch {torch.__version__})")
     assert "cpu: native fused kernels for cam, gradcampp_weights, overlay" in out
     with pytest.raises(SystemExit) as exc:
@@ -321,7 +301,7 @@ def test_many_classes_lay_the_sheet_out_in_rows(tmp_path, capsys):
     img = tmp_path / "small.png"
     import skimage.data
     cv2.imwrite(str(img), cv2.resize(skimage.data.coffee(), (48, 32))[:, :, ::-1])
-    rc, _, err = _run_cli(["explain", str(img), "--top-k", "200", "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    rc, _, err = run_cli(["explain", str(img), "--top-k", "200", "--out", str(tmp_path / "o"), "--quiet"], capsys)
     assert rc == 0, err
     result = json.loads((tmp_path / "o" / "results.json").read_text())
     assert len(result["images"][0]["predictions"]) == 200

@@ -26,12 +26,6 @@ import pytorch_grad_cam.utils.model_targets as PT  # noqa: E402
 import pytorch_grad_cam.utils.reshape_transforms as PR  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def resnet18():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return torchvision.models.resnet18().eval()
-
 
 @pytest.fixture(scope="module")
 def x():

@@ -11,22 +11,15 @@ import torch
 import torch.nn as nn
 
 import actcam_ext as ac
-from actcam_ext import cli
+from cli_helpers import run_cli
 
 
-def _run_cli(argv, capsys):
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_cli_onnx_with_targets_and_map_size(effnet, effnet_photos, tmp_path, capsys):
     out = tmp_path / "cam.onnx"
-    rc, stdout, err = _run_cli(["export", str(out), "--targets", "281,967", "--size", "112,160", "--opset", "18"],
-                               capsys)
+    rc, stdout, err = run_cli(["export", str(out), "--targets", "281,967", "--size", "112,160", "--opset", "18"],
+                              capsys)
     assert rc == 0, err
     assert stdout.rstrip().endswith("-> logits [1,classes], maps [1,2,112,160]") and err == ""
     assert os.listdir(tmp_path) == ["cam.onnx"]
@@ -68,7 +61,7 @@ BAD = [
 @pytest.mark.parametrize("argv, needle", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_cli_errors_are_one_line(argv, needle, nogap, tmp_path, capsys):
     argv = [a.format(out=tmp_path / "cam.onnx", dir=tmp_path, nogap=nogap) for a in argv]
-    rc, stdout, err = _run_cli(["export", *argv], capsys)
+    rc, stdout, err = run_cli(["export", *argv], capsys)
     assert rc == 2 and stdout == ""
     assert err.startswith("actcam export: error: ") and err.count("\n") == 1, err
     assert needle in err, err

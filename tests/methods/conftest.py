@@ -3,17 +3,9 @@ point; EfficientNet-Lite0 as the pretrained default model, with ReLU6 and a shar
 module)."""
 
 import pytest
-import torch
-import torchvision
 
 from method_oracles import photos
 
-
-@pytest.fixture(scope="module")
-def resnet18():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return torchvision.models.resnet18().eval()
 
 
 @pytest.fixture(scope="module")
