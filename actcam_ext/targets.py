@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchvision
 
 from .errors import PREFIX, UserError
 
@@ -166,6 +165,7 @@ def detection(boxes, labels, iou_threshold: float = 0.5):
         np.asarray(boxes[0]).ndim == 2
 
     def score(outputs):
+        import torchvision  # here, not at the top: importing it costs over a second of every start-up
         if not isinstance(outputs, (list, tuple)) or not all(isinstance(o, dict) and "boxes" in o for o in outputs):
             raise UserError(f"{PREFIX}detection() targets need a detector's output: a list of dicts with boxes, "
                             f"labels and scores, got {type(outputs).__name__}")

@@ -112,17 +112,28 @@ def _one_line_user_error(excinfo) -> str:
     return text
 
 
-def test_grid_inference_refuses_an_ambiguous_token_count():
-    # 64 x 64: 17 tokens fit 4 x 4 patches after 1 prefix token, 2 x 2 after 13, 1 x 1 after 16
+def test_grid_inference_needs_fewer_prefix_tokens_than_patches():
+    # 64 x 64: 17 tokens would also fit 2 x 2 patches after 13 tokens and 1 x 1 after 16, but a
+    # prefix (class, distillation, register tokens) is fewer tokens than the patches it sums up.
     model = _timm("vit_tiny_patch16_224", img_size=64)
     x = photos(64, 64)
+    inferred = ac.GradCAM(model, "blocks.11.norm1", reshape="vit")(x, CLASSES)
+    assert torch.equal(inferred, ac.GradCAM(model, "blocks.11.norm1", reshape=ac.reshape.vit(grid=(4, 4)))(x, CLASSES))
+
+
+def test_grid_inference_refuses_an_ambiguous_token_count():
+    # 224 x 224 in 28-pixel patches: 65 tokens fit 8 x 8 patches after 1 prefix token, and 7 x 7
+    # (32-pixel patches) after 16
+    model = _timm("vit_tiny_patch16_224", img_size=224, patch_size=28)
+    x = photos(224, 224)
     with pytest.raises(ValueError) as excinfo:
         ac.GradCAM(model, "blocks.11.norm1", reshape="vit")(x, CLASSES)
     text = _one_line_user_error(excinfo)
-    assert "17 tokens" in text and "4x4 after 1" in text and "grid=(h, w)" in text and "prefix=k" in text
+    assert "65 tokens for a 224x224 input fit 2 (8x8 after 1, 7x7 after 16) grids" in text
+    assert "grid=(h, w)" in text and "prefix=k" in text
     assert model.blocks[-1].norm1._forward_hooks == {}  # refused after the forward: hooks gone
     fixed = ac.GradCAM(model, "blocks.11.norm1", reshape=ac.reshape.vit(prefix=1))(x, CLASSES)
-    assert torch.equal(fixed, ac.GradCAM(model, "blocks.11.norm1", reshape=ac.reshape.vit(grid=(4, 4)))(x, CLASSES))
+    assert torch.equal(fixed, ac.GradCAM(model, "blocks.11.norm1", reshape=ac.reshape.vit(grid=(8, 8)))(x, CLASSES))
 
 
 def test_grid_inference_refuses_when_no_grid_fits(vit_tiny):

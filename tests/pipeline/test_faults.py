@@ -141,7 +141,13 @@ def test_a_second_run_on_the_same_out_is_refused(folder, tmp_path):
     out = tmp_path / "out"
     first = subprocess.Popen(_batch(folder, out, "--batch", "1"), stderr=subprocess.PIPE, text=True)
     assert _wait_for(lambda: (out / ".actcam-batch.lock").exists() and _records_on_disk(out) > 0)
-    second = subprocess.run(_batch(folder, out), capture_output=True, text=True, timeout=300)
+    # Paused, the first run holds its lock for as long as the second takes to start, however
+    # fast the first would otherwise finish.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(_batch(folder, out), capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2
     assert f"is in use by another actcam batch run (process {first.pid})" in second.stderr
     assert second.stderr.count("\n") == 1
