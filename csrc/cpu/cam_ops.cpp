@@ -313,23 +313,39 @@ at::Tensor cam_from_grads_cpu(const at::Tensor& activations, const at::Tensor& g
 // 2. Per (image, channel) (in parallel): grad_A[k] = sum_c w[c,k] g_low[c] and
 //    grad_w[c,k] = sum_p A[k,p] g_low[c,p], reading each activation plane once.
 
-// Adds the transposed bilinear resize of output row Y (its gradient g, W wide) to gR (h x w):
-// each output pixel hands its gradient back to the four source pixels it read, with the
-// weights it read them with. trow is w floats of scratch.
+// The transposed bilinear resize (the resize's gradient), in two steps: each output row's
+// gradient is added, at full width and vectorised, into the source rows it read (as slots,
+// CamPlan::slot_taps); each of those rows is then folded back to w columns once, instead of
+// once per output row.
 template <typename T>
-void scatter_row(const CamPlan<T>& p, int64_t Y, const T* g, T* trow, T* gR) {
-  std::fill(trow, trow + p.w, T(0));
-  for (int64_t X = 0; X < p.W; ++X) {
-    const BilinearTapT<T>& t = p.xtaps[X];
-    trow[t.i0] += t.l0 * g[X];
-    trow[t.i1] += t.l1 * g[X];
+struct TransposedResize {
+  const CamPlan<T>& p;
+  T* acc;  // p.n_rows() x W
+
+  void begin() const { std::fill(acc, acc + p.n_rows() * p.W, T(0)); }
+  void add_row(int64_t Y, const T* g) const {
+    const BilinearTapT<T>& t = p.slot_taps[Y];
+    T* r0 = acc + t.i0 * p.W;
+    T* r1 = acc + t.i1 * p.W;
+    const T l0 = t.l0, l1 = t.l1;
+    for (int64_t X = 0; X < p.W; ++X) r0[X] += l0 * g[X];
+    for (int64_t X = 0; X < p.W; ++X) r1[X] += l1 * g[X];
   }
-  const BilinearTapT<T>& t = p.ytaps[Y];
-  T* r0 = gR + t.i0 * p.w;
-  T* r1 = gR + t.i1 * p.w;
-  for (int64_t x = 0; x < p.w; ++x) r0[x] += t.l0 * trow[x];
-  for (int64_t x = 0; x < p.w; ++x) r1[x] += t.l1 * trow[x];
-}
+  // gR (h x w) += the folded rows; trow is w values of scratch.
+  void finish(T* trow, T* gR) const {
+    for (int64_t j = 0; j < p.n_rows(); ++j) {
+      const T* r = acc + j * p.W;
+      std::fill(trow, trow + p.w, T(0));
+      for (int64_t X = 0; X < p.W; ++X) {
+        const BilinearTapT<T>& t = p.xtaps[X];
+        trow[t.i0] += t.l0 * r[X];
+        trow[t.i1] += t.l1 * r[X];
+      }
+      T* dst = gR + p.src_rows[j] * p.w;
+      for (int64_t x = 0; x < p.w; ++x) dst[x] += trow[x];
+    }
+  }
+};
 
 // The same for one output pixel (Y, X) with gradient 1.
 template <typename T>
@@ -344,10 +360,10 @@ void scatter_pixel(const CamPlan<T>& p, int64_t Y, int64_t X, T* gR) {
 
 template <typename T>
 struct BackwardScratch {
-  std::vector<T> low, relu_low, rows, u, g, gu, trow, t_lo, t_hi;
+  std::vector<T> low, relu_low, rows, u, g, gu, trow, t_lo, t_hi, acc;
   explicit BackwardScratch(const CamPlan<T>& p)
       : low(p.h * p.w), relu_low(p.h * p.w), rows(p.n_rows() * p.W), u(p.W), g(p.W), gu(p.W), trow(p.w),
-        t_lo(p.h * p.w), t_hi(p.h * p.w) {}
+        t_lo(p.h * p.w), t_hi(p.h * p.w), acc(p.n_rows() * p.W) {}
 };
 
 // g_low (h x w) of one map whose channel sum L is in s.low, from the gradient of its output
@@ -366,54 +382,76 @@ void map_backward(const CamPlan<T>& p, bool relu, bool normalize, const T* grad,
     return s.g.data();
   };
   std::fill(g_low, g_low + hw, T(0));  // the resize's gradient gathers here, then the ReLU masks it
+  const TransposedResize<T> resize_t{p, s.acc.data()};
+  resize_t.begin();
   if (!normalize) {
-    for (int64_t Y = 0; Y < H; ++Y) scatter_row(p, Y, grad_row(Y), s.trow.data(), g_low);
+    for (int64_t Y = 0; Y < H; ++Y) resize_t.add_row(Y, grad_row(Y));
+    resize_t.finish(s.trow.data(), g_low);
   } else {
-    // The exact range of the map as computed (every pixel: the forward pass's extreme-row
-    // shortcut may miss a tie by rounding), with the number of pixels at each extreme.
-    T lo = std::numeric_limits<T>::infinity(), hi = -lo;
-    int64_t n_lo = 0, n_hi = 0;
-    bool non_finite = false;
-    for (int64_t Y = 0; Y < H; ++Y) {
-      p.output_row(s.rows.data(), Y, s.u.data());
-      for (int64_t X = 0; X < W; ++X) {
-        const T v = s.u[X];
-        non_finite |= !(v - v == T(0));
-        if (v < lo) {
-          lo = v;
-          n_lo = 0;
-        }
-        n_lo += v == lo;
-        if (v > hi) {
-          hi = v;
-          n_hi = 0;
-        }
-        n_hi += v == hi;
-      }
-    }
+    // The range the forward pass normalised with: from the extreme output rows (extreme_rows),
+    // by the same kernel, so the map differentiated is the one cam returned.
+    const cpu::MapRange<T> r = cpu::ops<T>().range(p.view(), s.rows.data());
+    const T lo = r.lo, hi = r.hi;
     // A map that normalises to a fixed value (all NaN, or zeros) passes no gradient back.
-    if (non_finite || is_constant_map(lo, hi)) return;
+    if (r.non_finite || is_constant_map(lo, hi)) return;
     const MinMaxScaleT<T> mm = minmax_scale(lo, hi);
     const T inv_spread = mm.scale * mm.inv;  // d out / d U at every pixel
     // out = (U - lo) / (hi - lo): d out_q / d lo = (out_q - 1) / spread and
-    // d out_q / d hi = -out_q / spread, summed against the output's gradient in double.
-    double sum_lo = 0.0, sum_hi = 0.0;
+    // d out_q / d hi = -out_q / spread, summed against the output's gradient: sum g * out and
+    // sum g per row in T (vectorised), across rows in double.
+    // kLanes independent accumulators per row, combined in a fixed order: the compiler keeps
+    // them in vector registers without reassociating anything.
+    constexpr int kLanes = 8;
+    double sum_go = 0.0, sum_g = 0.0;
+    int64_t n_lo = 0, n_hi = 0;
     std::fill(s.t_lo.begin(), s.t_lo.end(), T(0));
     std::fill(s.t_hi.begin(), s.t_hi.end(), T(0));
     for (int64_t Y = 0; Y < H; ++Y) {
       p.output_row(s.rows.data(), Y, s.u.data());
       const T* g = grad_row(Y);
-      for (int64_t X = 0; X < W; ++X) {
-        const T v = s.u[X];
-        const T out = minmax_apply(mm, v);
-        sum_lo += static_cast<double>(g[X]) * static_cast<double>(out - T(1));
-        sum_hi += static_cast<double>(g[X]) * static_cast<double>(out);
-        s.gu[X] = g[X] * inv_spread;
-        if (v == lo) scatter_pixel(p, Y, X, s.t_lo.data());
-        if (v == hi) scatter_pixel(p, Y, X, s.t_hi.data());
+      const T* u = s.u.data();
+      T* gu = s.gu.data();
+      T go_l[kLanes] = {}, g_l[kLanes] = {};
+      int at_l[kLanes] = {};
+      int64_t X = 0;
+      for (; X + kLanes <= W; X += kLanes) {
+        for (int j = 0; j < kLanes; ++j) {
+          const T v = u[X + j], gv = g[X + j];
+          go_l[j] += gv * minmax_apply(mm, v);
+          g_l[j] += gv;
+          gu[X + j] = gv * inv_spread;
+          at_l[j] |= (v == lo) | (v == hi);
+        }
       }
-      scatter_row(p, Y, s.gu.data(), s.trow.data(), g_low);
+      for (; X < W; ++X) {
+        const T v = u[X], gv = g[X];
+        go_l[0] += gv * minmax_apply(mm, v);
+        g_l[0] += gv;
+        gu[X] = gv * inv_spread;
+        at_l[0] |= (v == lo) | (v == hi);
+      }
+      int at_extreme = 0;
+      for (int j = 0; j < kLanes; ++j) {
+        sum_go += static_cast<double>(go_l[j]);
+        sum_g += static_cast<double>(g_l[j]);
+        at_extreme |= at_l[j];
+      }
+      if (at_extreme) {  // few rows hold an extreme: find its pixels there only
+        for (int64_t X = 0; X < W; ++X) {
+          if (u[X] == lo) {
+            scatter_pixel(p, Y, X, s.t_lo.data());
+            ++n_lo;
+          }
+          if (u[X] == hi) {
+            scatter_pixel(p, Y, X, s.t_hi.data());
+            ++n_hi;
+          }
+        }
+      }
+      resize_t.add_row(Y, gu);
     }
+    resize_t.finish(s.trow.data(), g_low);
+    const double sum_lo = sum_go - sum_g, sum_hi = sum_go;
     // The min's and the max's gradients, shared evenly by the pixels at each, pass back
     // through the same transposed stencil (linear, so gathered once per extreme above).
     const T per_lo = static_cast<T>(static_cast<double>(inv_spread) * sum_lo / static_cast<double>(n_lo));
