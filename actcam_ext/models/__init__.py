@@ -38,6 +38,8 @@ builds it. On CUDA nothing is changed by default.
 from ._load import DEFAULT_MODEL, MAX_INPUT_SIZE, load_model, resolve_device
 from .labels import imagenet_labels, labels_for
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .tasks import TASKS, check_task, dense_defaults, require_classifier, task_labels, task_of
 
 __all__ = ["load_model", "resolve_device", "DEFAULT_MODEL", "MAX_INPUT_SIZE", "Preprocess", "IMAGENET_MEAN",
-           "IMAGENET_STD", "imagenet_labels", "labels_for"]
+           "IMAGENET_STD", "imagenet_labels", "labels_for", "TASKS", "check_task", "dense_defaults", "require_classifier",
+           "task_labels", "task_of"]

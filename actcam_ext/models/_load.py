@@ -68,17 +68,25 @@ def _torchvision(name: str, weights_file: str | None) -> tuple[nn.Module, Prepro
         import torchvision.models as tvm
     except ImportError:
         raise UserError(f"{PREFIX}torchvision:NAME models need torchvision; pip install torchvision") from None
-    names = tvm.list_models(module=tvm)  # the ImageNet classification architectures only
+    kinds = {"classification": tvm, "segmentation": tvm.segmentation, "detection": tvm.detection}
+    names = {n: kind for kind, module in kinds.items() for n in tvm.list_models(module=module)}
     if name not in names:
-        raise UserError(f"{PREFIX}unknown torchvision classification model {name!r}; choose one of: {', '.join(names)}")
+        raise UserError(f"{PREFIX}unknown torchvision model {name!r}; choose a classification, segmentation or "
+                        f"detection model: {', '.join(sorted(names))}")
     weights = tvm.get_model_weights(name).DEFAULT
     cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
     path = weights_file or cache
     if weights_file is None and not os.path.isfile(path):
-        raise UserError(f"{PREFIX}the ImageNet weights of torchvision:{name} are not in the local cache ({path}) and "
-                        "actcam never downloads; copy the file there (or set TORCH_HOME), pass --weights FILE, or "
-                        "use the built-in efficientnet-lite0")
-    model = tvm.get_model(name, weights=None)
+        raise UserError(f"{PREFIX}the pretrained weights of torchvision:{name} are not in the local cache ({path}) "
+                        "and actcam never downloads; copy the file there (or set TORCH_HOME), pass --weights FILE, "
+                        "or use the built-in efficientnet-lite0")
+    # The architecture of the default weights (a segmenter's auxiliary head included), built
+    # without them: the state_dict comes from the cache or the user's file below.
+    extra = {"weights_backbone": None, "num_classes": len(weights.meta["categories"])} \
+        if names[name] != "classification" else {}
+    if names[name] == "segmentation" and not name.startswith("lraspp"):  # LR-ASPP has no auxiliary head
+        extra["aux_loss"] = True
+    model = tvm.get_model(name, weights=None, **extra)
     what = f"torchvision:{name}"
     if weights_file is None:  # the cache's file: a wrong one is named as the cache's
         try:
@@ -89,8 +97,13 @@ def _torchvision(name: str, weights_file: str | None) -> tuple[nn.Module, Prepro
     else:
         _load_weights(model, _state_dict(path, what), path, what)
     t = weights.transforms()
-    crop = int(t.crop_size[0])
-    return model, Preprocess(size=(crop, crop), mean=tuple(t.mean), std=tuple(t.std))
+    if names[name] == "detection":
+        # The detector normalises and resizes inside (its transform); it gets [0, 1] RGB at the
+        # size its transform scales to, so its boxes are in that frame.
+        side = int(model.transform.min_size[0])
+        return model, Preprocess(size=(side, side), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    side = int(t.resize_size[0]) if names[name] == "segmentation" else int(t.crop_size[0])
+    return model, Preprocess(size=(side, side), mean=tuple(t.mean), std=tuple(t.std))
 
 
 def _timm(name: str, weights_file: str | None) -> tuple[nn.Module, Preprocess]:

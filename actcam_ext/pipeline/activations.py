@@ -41,7 +41,7 @@ from .._validate import positive_int
 from ..errors import PREFIX, UserError
 from ..images import as_rgb
 from ..methods import GradCAM, activation_maps
-from ..models import DEFAULT_MODEL, Preprocess, labels_for, load_model
+from ..models import DEFAULT_MODEL, Preprocess, labels_for, load_model, require_classifier
 from .outputs import output_name, write_image
 
 __all__ = ["save_activations", "first_conv", "MARKER"]
@@ -59,8 +59,10 @@ def _load(model, device, preprocess, load_kwargs):
     if model is None or isinstance(model, (str, os.PathLike)):
         spec = os.fspath(model or DEFAULT_MODEL)
         net, pre = load_model(spec, device, optimize=False, **load_kwargs)
+        require_classifier(net, "activations")  # its sheet adds the top class's Grad-CAM
         return net, preprocess or pre, spec
     if isinstance(model, nn.Module):
+        require_classifier(model, "activations")
         return model, preprocess or Preprocess(), type(model).__name__
     raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got {type(model).__name__}")
 

@@ -19,8 +19,11 @@ import torch.nn as nn
 
 from ..errors import PREFIX, UserError, message
 from ..localize import boxes_from_maps
+from ..targets import segmentation_logits
 from ..methods import METHODS, Method, make_method
-from ..models import DEFAULT_MODEL, Preprocess, labels_for, load_model, resolve_device
+from ..models import (DEFAULT_MODEL, Preprocess, check_task, dense_defaults, labels_for, load_model,
+                      require_classifier, resolve_device, task_labels, task_of)
+from .dense import NothingToExplain, detection_target, segmentation_target
 from .options import ExplainOptions
 
 __all__ = ["Explainer", "ImagePrediction", "PRECISIONS", "check_precision"]
@@ -50,9 +53,12 @@ def check_precision(precision: str, device: torch.device) -> None:
 class ImagePrediction:
     """One image's explained classes, best score first.
 
-    class_ids, labels, scores (softmax probabilities) and boxes (``[x0, y0, x1, y1)`` in image
-    pixels) are lists with one entry per class; maps: float32 [C,H,W] in [0, 1] at the image's
-    size, on the explainer's device; guided: Guided Grad-CAM pictures [C,3,H,W] or None.
+    class_ids, labels, scores and boxes (``[x0, y0, x1, y1)`` in image pixels) are lists with one
+    entry per class; maps: float32 [C,H,W] in [0, 1] at the image's size, on the explainer's
+    device; guided: Guided Grad-CAM pictures [C,3,H,W] or None. Classifiers: scores are softmax
+    probabilities and boxes come from the maps (``localize``); segmenters: a class's share of the
+    pixels, boxes from the maps; detectors: one entry per detection explained, with the
+    detector's score and box (``pipeline.dense``).
     """
 
     class_ids: list
@@ -78,11 +84,14 @@ class Explainer:
     (default: the model's device); precision: ``"fp32"`` (exact, the default), ``"bf16"`` (CPUs
     with bfloat16 instructions, GPUs) or ``"fp16"`` (GPUs): the model's forward and backward run
     under torch.autocast, faster where the hardware has the instructions, and the maps differ
-    from fp32 by the rounding of the model's activations. ``Explainer.load`` builds one from names.
+    from fp32 by the rounding of the model's activations. task: ``"classification"``,
+    ``"segmentation"`` or ``"detection"`` (None: ``models.task_of(model)``); what a segmenter's or
+    detector's prediction explains is ``pipeline.dense``'s rule. ``Explainer.load`` builds one
+    from names.
     """
 
     def __init__(self, method: Method, preprocess: Preprocess | None = None, device=None, *,
-                 model_name: str | None = None, precision: str = "fp32"):
+                 model_name: str | None = None, precision: str = "fp32", task: str | None = None):
         if not isinstance(method, Method):
             raise UserError(f"{PREFIX}method must be a method object such as actcam_ext.GradCAM(model), got "
                             f"{type(method).__name__}")
@@ -98,18 +107,20 @@ class Explainer:
         self.method_name = _method_key(method)
         self.layer = getattr(method, "target_layer_name", None)
         self.model_name = model_name or type(self.model).__name__
+        self.task = check_task(task) if task is not None else task_of(self.model)
         self._labels: tuple | None = None
 
     @classmethod
     def load(cls, method: str = "gradcam", model=None, *, layer=None, reshape=None, device=None,
              preprocess: Preprocess | None = None, precision: str = "fp32", compile: bool = False,
-             **load_kwargs) -> "Explainer":
+             task: str | None = None, **load_kwargs) -> "Explainer":
         """An Explainer for a method name and a model spec (``models.load_model``: None for the
         built-in EfficientNet-Lite0, ``"torchvision:NAME"``, ``"timm:NAME"``, a file;
         ``load_kwargs`` (input_size, mean, std, allow_pickle, weights) as there) or an
         ``nn.Module`` (in eval mode; then ``preprocess`` defaults to 224x224 with the ImageNet
         mean/std). layer: a target layer or a list of them; reshape: as for the methods; compile:
-        the method's compiled explain step (``LayerMethod``'s ``compile=True``)."""
+        the method's compiled explain step (``LayerMethod``'s ``compile=True``); task: as for the
+        constructor. A segmenter or detector with no layer given gets ``models.dense_defaults``."""
         if model is None or isinstance(model, (str, os.PathLike)):
             spec = os.fspath(model or DEFAULT_MODEL)
             net, pre = load_model(spec, device, **load_kwargs)
@@ -120,14 +131,20 @@ class Explainer:
         else:
             raise UserError(f"{PREFIX}model must be None, a model spec string or an nn.Module, got "
                             f"{type(model).__name__}")
+        task = check_task(task) if task is not None else task_of(net)
+        if layer is None and task != "classification":
+            layer, default_reshape = dense_defaults(net, task)
+            reshape = reshape if reshape is not None else default_reshape
         kwargs = {"reshape": reshape} if reshape is not None else {}
         return cls(make_method(method, net, layer, compile=compile, **kwargs), preprocess or pre, dev, model_name=spec,
-                   precision=precision)
+                   precision=precision, task=task)
 
     def describe(self) -> dict:
-        """``{"model", "method", "layer"[, "precision"][, "compiled"]}``: what a results file records
-        about the run."""
+        """``{"model", "method", "layer"[, "task"][, "precision"][, "compiled"]}``: what a results
+        file records about the run ("task" for segmenters and detectors)."""
         out = {"model": self.model_name, "method": self.method_name, "layer": self.layer}
+        if self.task != "classification":
+            out["task"] = self.task
         if self.precision != "fp32":
             out["precision"] = self.precision
         if getattr(self.method, "compile", False):
@@ -160,7 +177,7 @@ class Explainer:
         return out.float()
 
     def _label(self, cid: int) -> str:
-        return self._labels[cid] if self._labels else f"class {cid}"
+        return self._labels[cid] if self._labels and 0 <= cid < len(self._labels) else f"class {cid}"
 
     def predict(self, images: list, options: ExplainOptions = ExplainOptions()) -> list[ImagePrediction]:
         """Explain uint8 RGB images ``[H_i,W_i,3]`` (any sizes) in one batch; one prediction each.
@@ -168,6 +185,8 @@ class Explainer:
         Each image's classes are its ``options.top_k`` best or ``options.targets``, sorted by
         score; every map is made at its own image's size.
         """
+        if self.task != "classification":
+            return self._predict_dense(images, options)
         n = len(images)
         x = self.preprocess(list(images), self.device)
         sizes = [tuple(int(s) for s in np.shape(im)[:2]) for im in images]
@@ -192,8 +211,45 @@ class Explainer:
                                        scores=probs[i][order].tolist(), boxes=boxes, maps=maps, guided=g))
         return out
 
+    def _predict_dense(self, images: list, options: ExplainOptions) -> list[ImagePrediction]:
+        """``predict`` for a segmenter or detector: the regions ``pipeline.dense`` chooses from the
+        explained forward pass, one map each."""
+        x = self.preprocess(list(images), self.device)
+        sizes = [tuple(int(s) for s in np.shape(im)[:2]) for im in images]
+        if self._labels is None:
+            self._labels = task_labels(self.model, self.task) or ()
+        chosen: list = []
+        if self.task == "segmentation":
+            background = bool(self._labels) and self._labels[0] == "__background__"
+            target = segmentation_target(options, chosen, skip_background=background)
+        else:
+            target = detection_target(options, chosen)
+        try:
+            e = self._explain(x, target, None, sizes)
+        except NothingToExplain:
+            e = None
+        if not self._labels and self.task == "segmentation" and e is not None:
+            # A segmenter of ImageNet's classes (a classifier made fully convolutional) has their names.
+            self._labels = labels_for(segmentation_logits(e.logits).shape[1]) or ()
+        in_h, in_w = (int(v) for v in self.preprocess.size)
+        out = []
+        for i, (h, w) in enumerate(sizes):
+            c = chosen[i] if i < len(chosen) else None
+            n = len(c.class_ids) if c is not None else 0
+            maps = e.maps[i][:n] if e is not None else torch.zeros(0, h, w, device=self.device)
+            if self.task == "detection":
+                scale = np.array([w / in_w, h / in_h, w / in_w, h / in_h])
+                boxes = [[int(round(v)) for v in np.asarray(b) * scale] for b in c.boxes] if n else []
+            else:
+                boxes = boxes_from_maps(maps, options.threshold).cpu().tolist() if n else []
+            ids = c.class_ids if n else []
+            out.append(ImagePrediction(class_ids=ids, labels=[self._label(cid) for cid in ids],
+                                       scores=c.scores if n else [], boxes=boxes, maps=maps))
+        return out
+
     def heatmaps(self, frames: torch.Tensor, target: int | None = None) -> torch.Tensor:
         """Heatmaps [n,H,W] of uint8 RGB frames [n,H,W,3] (one size, on the device) for ``target``
-        (None: each frame's top-1 class), at the frames' size."""
+        (None: each frame's top-1 class), at the frames' size; classifiers only."""
+        require_classifier(self.model, "video", self.task)
         x = self.preprocess(frames, self.device)
         return self._explain(x, target, None, tuple(frames.shape[1:3])).maps

@@ -20,7 +20,9 @@ class ExplainOptions:
     maximum (CAM paper: 0.2); image_weight: weight of the image in the overlay blend; batch:
     images per forward/backward (images of any sizes mix: each is resized to the model's input
     and each map is made at its own image's size); max_pixels: image files above this many
-    pixels are refused (``images.MAX_PIXELS``).
+    pixels are refused (``images.MAX_PIXELS``); min_score: for detectors, the detections
+    explained are those scoring at least this (the K best of them, of the ``targets`` labels
+    when given).
     """
 
     top_k: int = 1
@@ -29,6 +31,7 @@ class ExplainOptions:
     image_weight: float = 0.5
     batch: int = 1
     max_pixels: int = MAX_PIXELS
+    min_score: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "top_k", positive_int(self.top_k, "top_k"))
@@ -38,6 +41,7 @@ class ExplainOptions:
         object.__setattr__(self, "image_weight", fraction(self.image_weight, "image_weight"))
         object.__setattr__(self, "batch", positive_int(self.batch, "batch"))
         object.__setattr__(self, "max_pixels", positive_int(self.max_pixels, "max_pixels"))
+        object.__setattr__(self, "min_score", fraction(self.min_score, "min_score"))
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def test_layer_and_top_beyond_the_channels(photos, tmp_path, capsys):
     (["--top", "0"], "argument --top: must be a positive integer, got 0"),
     (["--layer", "_blocks.99"], "the model has no target_layer named '_blocks.99'"),
     (["--layer", "_fc"], "the output of target layer '_fc' must be a 4-D tensor [B,K,h,w], got [1, 1000]"),
-    (["--model", "torchvision:nonesuch"], "unknown torchvision classification model 'nonesuch'"),
+    (["--model", "torchvision:nonesuch"], "unknown torchvision model 'nonesuch'"),
 ])
 def test_errors_are_one_line_and_write_nothing(photos, tmp_path, capsys, extra, needle):
     rc, stdout, err = run_cli(["activations", photos["chelsea"], "--out", str(tmp_path / "out"), *extra], capsys)

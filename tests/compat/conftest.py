@@ -5,11 +5,8 @@ import pytest
 import torch
 import torchvision
 
-
-def seeded(make):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return make().eval()
+import dense_models
+from dense_models import seeded
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +37,9 @@ def deeplab():
     return seeded(lambda: torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None))
 
 
-def _frcnn():
-    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
-    # torchvision's random init of this backbone shrinks the features by 1e-9 by the last stage
-    # (constant detections, gradients near 0); fan-in Kaiming init keeps them of order 1-40.
-    for module in model.backbone.body.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-    return model
-
-
 @pytest.fixture(scope="module")
 def frcnn():
-    model = seeded(_frcnn)
+    model = dense_models.frcnn()
     # Random weights score every class about 1/91, below torchvision's 0.05 threshold: keep them.
     model.roi_heads.score_thresh = 0.001
     return model

@@ -86,6 +86,15 @@ def test_segmentation_target_scores_the_masked_logits():
         ac.targets.segmentation(9, mask)(out)
     with pytest.raises(ac.UserError, match="does not fit the output"):
         ac.targets.segmentation(1, mask[:32])(out)
+    # one category per image, with one mask per image
+    masks = torch.stack([torch.from_numpy(mask), 1 - torch.from_numpy(mask)])
+    per_image = ac.targets.segmentation([2, 3], masks)(out)
+    assert torch.equal(per_image, torch.stack([ac.targets.segmentation(2, masks)(out)[0],
+                                               ac.targets.segmentation(3, masks)(out)[1]]))
+    with pytest.raises(ac.UserError, match="3 categories for a batch of 2 images"):
+        ac.targets.segmentation([1, 2, 3], mask)(out)
+    with pytest.raises(ac.UserError, match="category must be a class id or B class ids"):
+        ac.targets.segmentation(1.5, mask)
 
 
 def test_detection_target_follows_the_best_overlapping_box():
