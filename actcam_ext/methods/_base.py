@@ -183,7 +183,11 @@ def uncompiled(model):
 class Method:
     """A reusable explanation method bound to a model; hooks live for one call only.
 
-    A ``torch.compile``d model is explained through the module it compiled (``uncompiled``)."""
+    A ``torch.compile``d model is explained through the module it compiled (``uncompiled``).
+    ``class_targets_only``: the method explains class indices of a classifier's logits only
+    (CAM), not callable targets."""
+
+    class_targets_only = False
 
     def __init__(self, model: nn.Module):
         model = uncompiled(model)

@@ -27,6 +27,7 @@ class CAM(LayerMethod):
 
     needs_gradients = False
     multi_layer = False
+    class_targets_only = True  # a classifier's class rows: no callable target
 
     def __init__(self, model: nn.Module, target_layer=None, fc_layer=None, *, reshape=None, compile: bool = False):
         super().__init__(model, target_layer, reshape=reshape, compile=compile)

@@ -13,8 +13,9 @@ one backward serve a batch, as for classifiers:
   own box and label as the reference (pytorch-grad-cam's FasterRCNNBoxScoreTarget on the
   model's detections). The score reported is the detector's.
 
-``Choice`` records what was chosen per image; images with fewer regions than the batch's most
-get zero scores in the spare columns, whose maps are dropped.
+``Choice`` records what was chosen per image (anew at each call: Guided Grad-CAM runs the
+model twice); images with fewer regions than the batch's most get zero scores in the spare
+columns, whose maps are dropped.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def segmentation_target(options: ExplainOptions, chosen: list, skip_background: 
     ``Choice`` per image."""
 
     def score(output):
+        chosen.clear()
         logits = _targets.segmentation_logits(output)
         B, K, H, W = logits.shape
         pred = logits.detach().argmax(dim=1)  # [B,H,W]
@@ -90,6 +92,7 @@ def detection_target(options: ExplainOptions, chosen: list):
                                                               <= o.keys() for o in outputs):
             raise UserError(f"{PREFIX}a detector must return a list of dicts with boxes, labels and scores, got "
                             f"{type(outputs).__name__}")
+        chosen.clear()
         for o in outputs:
             s, labels = o["scores"].detach(), o["labels"].detach()
             keep = s >= options.min_score

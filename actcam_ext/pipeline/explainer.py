@@ -108,6 +108,9 @@ class Explainer:
         self.layer = getattr(method, "target_layer_name", None)
         self.model_name = model_name or type(self.model).__name__
         self.task = check_task(task) if task is not None else task_of(self.model)
+        if self.task != "classification" and method.class_targets_only:
+            raise UserError(f"{PREFIX}{self.method_name} explains a classifier's class scores only; for a {self.task} "
+                            "model use gradcam or another gradient method")
         self._labels: tuple | None = None
 
     @classmethod
@@ -226,25 +229,36 @@ class Explainer:
             target = detection_target(options, chosen)
         try:
             e = self._explain(x, target, None, sizes)
+            if not chosen:  # a method that reads no score (Eigen-CAM): choose from its forward's output
+                target(e.logits)
         except NothingToExplain:
             e = None
         if not self._labels and self.task == "segmentation" and e is not None:
             # A segmenter of ImageNet's classes (a classifier made fully convolutional) has their names.
             self._labels = labels_for(segmentation_logits(e.logits).shape[1]) or ()
         in_h, in_w = (int(v) for v in self.preprocess.size)
+        heat = guided = None
+        if e is not None:
+            heat = e.heatmaps if e.heatmaps is not None else e.maps
+            guided = e.maps if e.heatmaps is not None else None
         out = []
         for i, (h, w) in enumerate(sizes):
             c = chosen[i] if i < len(chosen) else None
             n = len(c.class_ids) if c is not None else 0
-            maps = e.maps[i][:n] if e is not None else torch.zeros(0, h, w, device=self.device)
+            if n == 0:
+                out.append(ImagePrediction(class_ids=[], labels=[], scores=[], boxes=[],
+                                           maps=torch.zeros(0, h, w, device=self.device)))
+                continue
+            # One map per region; a method that reads no score (Eigen-CAM) made one map per image.
+            maps = heat[i][:n] if heat[i].dim() == 3 else heat[i].expand(n, h, w)
+            g = guided[i][:n] if guided is not None else None
             if self.task == "detection":
                 scale = np.array([w / in_w, h / in_h, w / in_w, h / in_h])
-                boxes = [[int(round(v)) for v in np.asarray(b) * scale] for b in c.boxes] if n else []
+                boxes = [[int(round(v)) for v in np.asarray(b) * scale] for b in c.boxes]
             else:
-                boxes = boxes_from_maps(maps, options.threshold).cpu().tolist() if n else []
-            ids = c.class_ids if n else []
-            out.append(ImagePrediction(class_ids=ids, labels=[self._label(cid) for cid in ids],
-                                       scores=c.scores if n else [], boxes=boxes, maps=maps))
+                boxes = boxes_from_maps(maps, options.threshold).cpu().tolist()
+            out.append(ImagePrediction(class_ids=c.class_ids, labels=[self._label(cid) for cid in c.class_ids],
+                                       scores=c.scores, boxes=boxes, maps=maps, guided=g))
         return out
 
     def heatmaps(self, frames: torch.Tensor, target: int | None = None) -> torch.Tensor:

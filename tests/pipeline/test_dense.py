@@ -2,6 +2,7 @@
 and maps equal to the method called with the documented target for each chosen region."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import skimage.data
 import torch
 
 import actcam_ext as ac
+from actcam_ext.methods import METHODS
 from actcam_ext.models import Preprocess
 from actcam_ext.pipeline import ExplainOptions, Explainer, explain
 from dense_models import deeplab_with_aux, frcnn
@@ -131,3 +133,33 @@ def test_a_classifier_declared_a_segmenter_is_refused_in_one_line(resnet18, imag
     assert "\n" not in str(info.value)
     # the model is left clean: no hook survives the error
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in resnet18.modules())
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"cam"}))
+def test_every_method_explains_a_detector(detector, images, name):
+    """Each chosen detection gets a map from every method: Eigen-CAM, which reads no score,
+    gives the image's one map to each; Guided Grad-CAM adds its gradient pictures to the Grad-CAM
+    maps."""
+    explainer = Explainer.load(name, detector, preprocess=DETECTOR_INPUT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # guided rules: MobileNetV3's hardswish keeps its backward
+        pred = explainer.predict(images[1:], ExplainOptions(top_k=2))[0]
+    h, w = images[1].shape[:2]
+    assert len(pred.class_ids) == 2 and pred.maps.shape == (2, h, w) and float(pred.maps.amax()) > 0.99
+    if name == "eigencam":
+        alone = ac.EigenCAM(detector, "backbone", reshape="fpn")(DETECTOR_INPUT(images[1:]), size=(h, w))[0]
+        torch.testing.assert_close(pred.maps, alone.expand(2, h, w))
+    if name == "guided-gradcam":
+        assert pred.guided.shape == (2, 3, h, w)
+        plain = Explainer.load("gradcam", detector, preprocess=DETECTOR_INPUT).predict(images[1:],
+                                                                                     ExplainOptions(top_k=2))[0]
+        torch.testing.assert_close(pred.maps, plain.maps)
+    else:
+        assert pred.guided is None
+
+
+def test_cam_is_refused_for_dense_models(detector):
+    with pytest.raises(ac.UserError, match="cam explains a classifier's class scores only; for a detection model "
+                                           "use gradcam") as info:
+        Explainer.load("cam", detector, preprocess=DETECTOR_INPUT)
+    assert "\n" not in str(info.value)
