@@ -5,7 +5,7 @@ one backward serve a batch, as for classifiers:
 
 - segmentation: each image's classes ranked by the number of pixels the model assigns to them
   (its argmax), the ``top_k`` largest (``__background__`` excluded where the labels name it),
-  or the ``targets`` classes; each one explained through ``targets.segmentation`` over its own
+  or the ``targets`` classes (largest first); each one explained through ``targets.segmentation`` over its own
   pixels (pytorch-grad-cam's SemanticSegmentationTarget on the predicted mask). The score
   reported is the class's share of the image's pixels.
 - detection: each image's detections scoring at least ``min_score`` (of the ``targets`` labels
@@ -67,8 +67,8 @@ def segmentation_target(options: ExplainOptions, chosen: list, skip_background: 
                             f"{K} classes")
         for i in range(B):
             counts = torch.bincount(pred[i].flatten(), minlength=K).cpu()
-            if options.targets is not None:
-                ids = list(options.targets)
+            if options.targets is not None:  # the largest first, as the scores are sorted everywhere
+                ids = sorted(options.targets, key=lambda c: -int(counts[c]))
             else:
                 order = counts.argsort(descending=True, stable=True).tolist()
                 ids = [c for c in order if counts[c] > 0 and not (skip_background and c == 0)][:options.top_k]

@@ -19,10 +19,10 @@ import torch.nn as nn
 
 from ..errors import PREFIX, UserError, message
 from ..localize import boxes_from_maps
-from ..targets import segmentation_logits
 from ..methods import METHODS, Method, make_method
 from ..models import (DEFAULT_MODEL, Preprocess, check_task, dense_defaults, labels_for, load_model,
                       require_classifier, resolve_device, task_labels, task_of)
+from ..targets import segmentation_logits
 from .dense import NothingToExplain, detection_target, segmentation_target
 from .options import ExplainOptions
 
