@@ -163,6 +163,10 @@ def segmentation(category, mask):
     return score
 
 
+def _ndim(x) -> int:
+    return x.dim() if isinstance(x, torch.Tensor) else np.ndim(x)
+
+
 def detection(boxes, labels, iou_threshold: float = 0.5):
     """Target for torchvision detectors (Faster R-CNN, RetinaNet, FCOS: a list of dicts with
     ``boxes``, ``labels``, ``scores``): for each reference box, the detection that overlaps it most;
@@ -172,8 +176,7 @@ def detection(boxes, labels, iou_threshold: float = 0.5):
     boxes, labels: one image's reference boxes ``[M, 4]`` (x0, y0, x1, y1) and labels ``[M]`` for
     every image, or lists of them, one per image.
     """
-    per_image = isinstance(boxes, (list, tuple)) and boxes and not np.isscalar(boxes[0]) and \
-        np.asarray(boxes[0]).ndim == 2
+    per_image = isinstance(boxes, (list, tuple)) and boxes and not np.isscalar(boxes[0]) and _ndim(boxes[0]) == 2
 
     def score(outputs):
         import torchvision  # here, not at the top: importing it costs over a second of every start-up
@@ -190,10 +193,11 @@ def detection(boxes, labels, iou_threshold: float = 0.5):
             det = o["boxes"]
             total = det.new_zeros(())
             if len(det):
-                rb_t = torch.as_tensor(np.asarray(rb, dtype=np.float32), device=det.device, dtype=det.dtype)
+                # torch.as_tensor, not numpy: reference boxes may be tensors on the GPU or with a graph
+                rb_t = torch.as_tensor(rb, device=det.device, dtype=det.dtype).detach()
                 rb_t = rb_t.reshape(-1, 4)
                 ious = torchvision.ops.box_iou(rb_t, det)  # [M, N]
-                for m, label in enumerate(np.asarray(rl).reshape(-1).tolist()):
+                for m, label in enumerate(torch.as_tensor(rl).reshape(-1).tolist()):
                     j = int(ious[m].argmax())
                     if ious[m, j] > iou_threshold and int(o["labels"][j]) == int(label):
                         total = total + ious[m, j] + o["scores"][j]

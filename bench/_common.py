@@ -70,12 +70,7 @@ def make_photo_folder(root: Path, n: int) -> list[Path]:
 def torch_chain(A, grads, size):
     """The tutorial's Grad-CAM lines, batched: mean of grads, weighted sum, ReLU, bilinear resize,
     min-max."""
-    weights = grads.mean(dim=(2, 3))
-    maps = torch.einsum("bk,bkhw->bhw", weights, A)[:, None]
-    maps = F.interpolate(torch.relu(maps), size=size, mode="bilinear", align_corners=False)
-    lo = maps.amin(dim=(2, 3), keepdim=True)
-    hi = maps.amax(dim=(2, 3), keepdim=True)
-    return ((maps - lo) / (hi - lo))[:, 0]
+    return torch_chain_from_weights(A, grads.mean(dim=(2, 3)), size)
 
 
 def torch_chain_from_weights(A, weights, size):

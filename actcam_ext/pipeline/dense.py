@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .. import targets as _targets
@@ -93,6 +92,7 @@ def detection_target(options: ExplainOptions, chosen: list):
             raise UserError(f"{PREFIX}a detector must return a list of dicts with boxes, labels and scores, got "
                             f"{type(outputs).__name__}")
         chosen.clear()
+        picked = []  # per image: the chosen detections' boxes, where the detector made them
         for o in outputs:
             s, labels = o["scores"].detach(), o["labels"].detach()
             keep = s >= options.min_score
@@ -100,13 +100,12 @@ def detection_target(options: ExplainOptions, chosen: list):
                 keep &= torch.isin(labels, torch.tensor(options.targets, device=labels.device))
             idx = keep.nonzero()[:, 0]
             idx = idx[s[idx].argsort(descending=True, stable=True)][:options.top_k]
-            chosen.append(Choice([int(v) for v in labels[idx]], [float(v) for v in s[idx]],
-                                 o["boxes"].detach()[idx].float().cpu().numpy().tolist()))
+            picked.append(o["boxes"].detach()[idx])
+            chosen.append(Choice(labels[idx].tolist(), s[idx].tolist(), picked[-1].tolist()))
         cols = []
         for j in range(_columns([c.class_ids for c in chosen])):
-            refs = [np.asarray([c.boxes[j]] if j < len(c.boxes) else np.zeros((0, 4)), dtype=np.float32)
-                    for c in chosen]
-            labels = [[c.class_ids[j]] if j < len(c.class_ids) else [] for c in chosen]
+            refs = [boxes[j:j + 1] for boxes in picked]  # [1, 4], or [0, 4] past an image's last detection
+            labels = [c.class_ids[j:j + 1] for c in chosen]
             cols.append(_targets.detection(refs, labels)(outputs))
         return torch.stack(cols, dim=1)
     return score

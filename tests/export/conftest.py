@@ -5,10 +5,10 @@ scikit-image photos."""
 
 import pytest
 import torch
-import torch.nn as nn
 import torchvision
 
 from actcam_ext.models import Preprocess, load_model
+from cpp.make_pt2 import small_cnn  # the C++ test's model: one definition for both
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -46,9 +46,4 @@ def imagenet_photos():
 @pytest.fixture
 def small():
     """A seeded GAP + linear CNN (a fresh one per test), small enough to export in a second."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    return small_cnn()

@@ -104,6 +104,10 @@ def test_detection_target_follows_the_best_overlapping_box():
     target = ac.targets.detection([[[0, 0, 10, 9]], [[0, 0, 10, 10]]], [[3], [3]])
     s = target(outputs)
     assert torch.allclose(s, torch.tensor([0.9 + 0.9, 0.0]))  # IoU 0.9 + score 0.9; no detection: 0
+    # reference boxes as tensors, even ones with a graph (detections of a forward run with grad)
+    ref = torch.tensor([[0.0, 0.0, 10.0, 9.0]], requires_grad=True)
+    as_tensors = ac.targets.detection([ref, ref.detach()], [torch.tensor([3]), torch.tensor([3])])
+    assert torch.equal(as_tensors(outputs), s)
     wrong_label = ac.targets.detection([[0, 0, 10, 10]], [5])
     assert wrong_label(outputs[:1]).item() == 0.0
     with pytest.raises(ac.UserError, match="a detector's output"):

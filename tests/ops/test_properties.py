@@ -138,37 +138,23 @@ def _resized_max(x: torch.Tensor, size) -> torch.Tensor:
     return out
 
 
-def check_cam(A, weights, size, relu, normalize):
-    got = ac.ops.cam(A, weights, size, relu=relu, normalize=normalize)
-    want = reference.cam(A, weights, size, relu=relu, normalize=normalize)
-    assert got.dtype == want.dtype == ac.ops._checks.compute_dtype(A, weights)
-    assert got.shape == want.shape
-    EPS, TINY, SAFE = _limits(got.dtype)
-    if got.numel() == 0:
-        return
-    per_class = weights.dim() == 3
-    if not per_class:
-        got, want = got[:, None], want[:, None]
-    K = A.shape[1]
-    L = low_res_map(A, weights, relu)
-    bound = _finite_term_bound(A, weights)
-    # A sum whose finite terms could reach the dtype's range may overflow in one summation order
-    # and not in another: the pixels that read such a sum are not compared.
-    risky = source_nonfinite(torch.where(bound > SAFE, float("nan"), 0.0), size)
-    nonfinite = source_nonfinite(L, size) & ~risky
-    delta = 8 * EPS * (K + 2) * _resized_max(bound, size)  # how far two channel sums may differ
+def _assert_maps_match(got, want, raw, risky, nonfinite, delta, normalize):
+    """The op's maps ``got`` against the reference's ``want`` (both [B,C,H,W]): outside the
+    ``risky`` pixels, non-finite exactly where ``nonfinite``; finite values within the
+    channel-sum rounding ``delta``; normalised maps as ``raw()`` (the reference's unnormalised
+    maps [B,C,H,W], float64) allows: zeros for a constant map, else within ``delta`` over its
+    spread, skipping maps whose constant-map decision is ill-posed within rounding."""
+    EPS, TINY, _ = _limits(got.dtype)
+    base = 1e-5 if got.dtype == torch.float32 else 1e-12
     if not normalize:
         ok = ~risky
         assert torch.equal((~got.isfinite())[ok], nonfinite[ok])
         both = ok & ~nonfinite
-        err = (got - want).abs()[both]
-        base = 1e-5 if got.dtype == torch.float32 else 1e-12
-        tol = (base + base * want.abs() + delta)[both]
+        err = (got.double() - want.double()).abs()[both]
+        tol = (base + base * want.double().abs() + delta)[both]
         assert (err <= tol).all(), f"max excess {(err - tol).max()}"
         return
-    raw = reference.cam(A, weights, size, relu=relu, normalize=False).double()
-    if not per_class:
-        raw = raw[:, None]
+    raw = raw()
     for b in range(got.shape[0]):
         for c in range(got.shape[1]):
             g, r = got[b, c], want[b, c]
@@ -182,15 +168,40 @@ def check_cam(A, weights, size, relu, normalize):
             lo, hi = raw[b, c].min().item(), raw[b, c].max().item()
             spread, mag = hi - lo, max(abs(lo), abs(hi))
             d = delta[b, c].max().item() + 8 * EPS * mag
-            # the constant-map decision itself is ill-posed within rounding of its thresholds
             if abs(spread - 1e-6 * mag) <= 4 * d or abs(spread - TINY) <= 4 * d:
-                continue
+                continue  # the constant-map decision is ill-posed within rounding of its thresholds
             if spread <= 1e-6 * mag or spread < TINY:
                 assert torch.equal(g, torch.zeros_like(g)) and torch.equal(r, torch.zeros_like(r))
                 continue
-            tol = (1e-5 if got.dtype == torch.float32 else 1e-12) + 4 * d / spread
-            err = (g - r).abs().max().item()
+            tol = base + 4 * d / spread
+            err = (g.double() - r.double()).abs().max().item()
             assert err <= tol, f"map ({b},{c}): error {err} > {tol} (spread {spread}, magnitude {mag})"
+
+
+def check_cam(A, weights, size, relu, normalize):
+    got = ac.ops.cam(A, weights, size, relu=relu, normalize=normalize)
+    want = reference.cam(A, weights, size, relu=relu, normalize=normalize)
+    assert got.dtype == want.dtype == ac.ops._checks.compute_dtype(A, weights)
+    assert got.shape == want.shape
+    EPS, _, SAFE = _limits(got.dtype)
+    if got.numel() == 0:
+        return
+    per_class = weights.dim() == 3
+    if not per_class:
+        got, want = got[:, None], want[:, None]
+    K = A.shape[1]
+    L = low_res_map(A, weights, relu)
+    bound = _finite_term_bound(A, weights)
+    # A sum whose finite terms could reach the dtype's range may overflow in one summation order
+    # and not in another: the pixels that read such a sum are not compared.
+    risky = source_nonfinite(torch.where(bound > SAFE, float("nan"), 0.0), size)
+    nonfinite = source_nonfinite(L, size) & ~risky
+    delta = 8 * EPS * (K + 2) * _resized_max(bound, size)  # how far two channel sums may differ
+
+    def raw():
+        r = reference.cam(A, weights, size, relu=relu, normalize=False).double()
+        return r if per_class else r[:, None]
+    _assert_maps_match(got, want, raw, risky, nonfinite, delta, normalize)
 
 
 @_settings(300)
@@ -350,7 +361,7 @@ def check_cam_from_grads(A, G, mode, size, relu, normalize):
     assert got.shape == want.shape
     if got.numel() == 0:
         return
-    EPS, TINY, SAFE = _limits(got.dtype)
+    EPS, _, SAFE = _limits(got.dtype)
     per_class = G.dim() == 5
     if not per_class:
         got, want = got[:, None], want[:, None]
@@ -360,39 +371,11 @@ def check_cam_from_grads(A, G, mode, size, relu, normalize):
     risky = source_nonfinite(torch.where(bound > SAFE, float("nan"), 0.0), size) | risky_maps[:, :, None, None]
     nonfinite = source_nonfinite(L, size) & ~risky
     delta = 8 * EPS * (A.shape[1] + hw + 2) * _resized_max(bound, size)
-    if not normalize:
-        ok = ~risky
-        assert torch.equal((~got.isfinite())[ok], nonfinite[ok])
-        both = ok & ~nonfinite
-        base = 1e-5 if got.dtype == torch.float32 else 1e-12
-        err = (got.double() - want.double()).abs()[both]
-        tol = (base + base * want.double().abs() + delta)[both]
-        assert (err <= tol).all(), f"max excess {(err - tol).max()}"
-        return
-    raw = reference.cam_from_grads(A, G, mode, size, relu=relu, normalize=False).double()
-    if not per_class:
-        raw = raw[:, None]
-    for b in range(got.shape[0]):
-        for c in range(got.shape[1]):
-            g, r = got[b, c], want[b, c]
-            if risky[b, c].any():
-                continue
-            if nonfinite[b, c].any():
-                assert g.isnan().all() and r.isnan().all()
-                continue
-            assert g.isfinite().all() and r.isfinite().all()
-            assert g.min() >= 0 and g.max() <= 1
-            lo, hi = raw[b, c].min().item(), raw[b, c].max().item()
-            spread, mag = hi - lo, max(abs(lo), abs(hi))
-            d = delta[b, c].max().item() + 8 * EPS * mag
-            if abs(spread - 1e-6 * mag) <= 4 * d or abs(spread - TINY) <= 4 * d:
-                continue  # the constant-map decision is ill-posed within rounding of its thresholds
-            if spread <= 1e-6 * mag or spread < TINY:
-                assert torch.equal(g, torch.zeros_like(g)) and torch.equal(r, torch.zeros_like(r))
-                continue
-            tol = (1e-5 if got.dtype == torch.float32 else 1e-12) + 4 * d / spread
-            err = (g.double() - r.double()).abs().max().item()
-            assert err <= tol, f"map ({b},{c}): error {err} > {tol} (spread {spread}, magnitude {mag})"
+
+    def raw():
+        r = reference.cam_from_grads(A, G, mode, size, relu=relu, normalize=False).double()
+        return r if per_class else r[:, None]
+    _assert_maps_match(got, want, raw, risky, nonfinite, delta, normalize)
 
 
 @_settings(300)
