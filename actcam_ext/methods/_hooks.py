@@ -6,6 +6,12 @@ requires grad and switches autograd on, so only the part of the network after th
 layer is recorded. ``torch.autograd.grad`` then differentiates the chosen scores with respect
 to that leaf alone: no parameter gradient is computed or stored, and the model is touched only
 by hooks that are removed in ``finally``.
+
+While autograd records, the parameters reach every torch call detached (``_DetachedParameters``,
+a torch-function mode of this thread alone): autograd saves an operand only for the gradient of
+another operand that requires grad, so a linear layer or convolution then keeps no copy of its
+input for a weight gradient nobody asks for. On ViT-B/16 that is the MLP's 3072-wide hidden
+tensor and the LayerNorm outputs of the recorded tail.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map_only
 
 from ..errors import PREFIX, UserError
 from ._layers import LayerRef
@@ -37,6 +45,29 @@ def _flatten(value) -> tuple[list, callable]:
     return [], None
 
 
+def _detached(p: nn.Parameter):
+    # An uninitialised (lazy) parameter is materialised in place by its module's first call.
+    return p.detach() if p.requires_grad and not isinstance(p, nn.parameter.UninitializedTensorMixin) else p
+
+
+class _DetachedParameters(TorchFunctionMode):
+    """While grad mode is on, every ``nn.Parameter`` argument of a torch call is passed detached:
+    the same storage and values, but no gradient path, so nothing is saved for one."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if torch.is_grad_enabled():
+            args, kwargs = tree_map_only(nn.Parameter, _detached, (args, kwargs))
+        return func(*args, **(kwargs or {}))
+
+
+def record(detach_parameters: bool) -> None:
+    """Turn autograd on for the rest of the forward that ``run`` is running, with the parameters
+    detached unless ``detach_parameters`` is False; ``run`` undoes both when the forward ends."""
+    torch.set_grad_enabled(True)
+    if detach_parameters:
+        _DetachedParameters().__enter__()
+
+
 class Capture:
     """The target layer's value during one call, kept at the layer's last call.
 
@@ -46,14 +77,17 @@ class Capture:
     in-place ReLU) neither fail on a leaf nor alter the activations kept. ``live=False`` (CAM): a
     copy is kept, for the same reason, and nothing else changes. ``graph=True`` (maps that must
     stay differentiable with respect to the model's parameters): the value stays in the graph, and
-    the model continues with clones.
+    the model continues with clones. ``detach_parameters=False`` records the rest of the forward
+    with the parameters as they are (a compiled model, whose traced graph cannot take the mode).
 
     ``reshape`` (``reshape.resolve``) maps the value to ``[B, C, h, w]``; ``gradient`` maps the
     gradients of the leaves the same way.
     """
 
-    def __init__(self, layer: LayerRef, live: bool, reshape=None, input_size=None, graph: bool = False):
+    def __init__(self, layer: LayerRef, live: bool, reshape=None, input_size=None, graph: bool = False,
+                 detach_parameters: bool = True):
         self.layer, self.live, self.reshape, self.input_size, self.graph = layer, live, reshape, input_size, graph
+        self.detach_parameters = detach_parameters
         self.leaves: list | None = None
         self._rebuild = None
 
@@ -77,7 +111,7 @@ class Capture:
         if not self.live:
             self.leaves = [t.detach().clone() for t in tensors]
             return None
-        torch.set_grad_enabled(True)
+        record(self.detach_parameters)
         self.leaves = [t.detach().requires_grad_(True) for t in tensors]
         return rebuild([t.clone() for t in self.leaves])
 
@@ -120,19 +154,24 @@ class Capture:
         return g.unflatten(0, (B, C))
 
 
-def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
+def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool, detach_parameters: bool = False):
     """Run the model with hooks, removing them and restoring grad mode whatever happens.
 
     hooks: (module, kind, fn) with kind "forward" or "pre". ``grad`` is the grad mode to start
-    the forward with (a live Capture may switch it on part-way).
+    the forward with (a live Capture may switch it on part-way, through ``record``);
+    ``detach_parameters`` with ``grad``: record the whole forward with the parameters detached.
     """
     handles = []
     prev = torch.is_grad_enabled()
+    modes = torch._C._len_torch_function_stack()
     try:
         for module, kind, fn in hooks:
             handles.append(module.register_forward_pre_hook(fn) if kind == "pre"
                            else module.register_forward_hook(fn))
-        torch.set_grad_enabled(grad)
+        if grad:
+            record(detach_parameters)
+        else:
+            torch.set_grad_enabled(False)
         try:
             return model(*inputs)
         except UserError:
@@ -146,6 +185,10 @@ def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool):
                                 f"({str(exc).strip().splitlines()[0]}); image models take x as [B,C,H,W]") from None
             raise
     finally:
+        # A mode that ``record`` entered part-way through the forward ends with it. Popping back
+        # to the depth at the start also ends one that the model entered and did not leave.
+        while torch._C._len_torch_function_stack() > modes:
+            torch._C._pop_torch_function_stack()
         torch.set_grad_enabled(prev)
         for h in handles:
             h.remove()

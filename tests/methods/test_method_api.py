@@ -217,9 +217,70 @@ def test_exception_inside_model_leaves_no_hooks(cls):
         assert not torch.is_grad_enabled()  # grad mode restored despite the hook turning it on
     assert torch.is_grad_enabled()
     assert _hook_count(net) == 0
+    assert torch._C._len_torch_function_stack() == 0  # the parameter mode ended with the forward
     net.explode = False
     assert method(x).shape[0] == 2  # reusable afterwards
     assert all(p.grad is None for p in net.parameters())
+
+
+class _LinearTail(nn.Module):
+    """A target convolution, then linear layers: their backward to their input needs nothing but
+    their weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.target = nn.Conv2d(3, 6, 3)
+        self.fc1 = nn.Linear(6 * 7 * 7, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.target(x).flatten(1)))
+
+
+class _Passing(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _ModeLeftOpen(_LinearTail):
+    def forward(self, x):
+        y = self.target(x).flatten(1)
+        _Passing().__enter__()  # entered and never left
+        return self.fc2(self.fc1(y))
+
+
+@pytest.mark.parametrize("cls", [ac.GradCAM, ac.GradCAMPlusPlus, ac.XGradCAM, ac.LayerCAM, ac.Saliency])
+def test_the_recorded_forward_keeps_no_layer_input_for_parameter_gradients(cls):
+    """No parameter gradient is asked for, so a linear layer keeps only its weight for the
+    backward, not its input (ViT-B/16's MLP hidden tensor, at scale)."""
+    torch.manual_seed(0)
+    net = _LinearTail().eval()
+    x = torch.randn(2, 3, 9, 9)
+    method = cls(net) if cls is ac.Saliency else cls(net, "target")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        maps = method(x)
+    assert (294, 16) in saved and (16, 4) in saved  # the weights (transposed), for the gradient to the input
+    assert (2, 294) not in saved and (2, 16) not in saved
+    # The same maps as with the parameters frozen by hand (what the detached calls amount to).
+    net.requires_grad_(False)
+    assert torch.equal(maps, method(x))
+    net.requires_grad_(True)
+    if cls is not ac.Saliency:  # create_graph still records the parameters: the maps train
+        method.explain(x, create_graph=True).maps.sum().backward()
+        assert net.fc1.weight.grad is not None and net.fc1.weight.grad.abs().sum() > 0
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_a_mode_the_model_leaves_open_ends_with_the_forward():
+    torch.manual_seed(0)
+    net = _ModeLeftOpen().eval()
+    x = torch.randn(2, 3, 9, 9)
+    maps = ac.GradCAM(net, "target")(x)
+    assert torch._C._len_torch_function_stack() == 0
+    plain = _LinearTail().eval()
+    plain.load_state_dict(net.state_dict())
+    assert torch.equal(maps, ac.GradCAM(plain, "target")(x))
 
 
 def test_threads_on_different_models():
