@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -118,6 +119,17 @@ struct CamPlan {
   }
 };
 
+// The plan of the last sizes this thread asked for: a stream of same-sized maps (video frames,
+// one image at a time) builds it once. The reference stays valid until this thread's next call
+// with other sizes; the threads of a parallel_for only read it while the call is in progress.
+template <typename T>
+const CamPlan<T>& plan_for(const CamShape& s) {
+  thread_local std::unique_ptr<CamPlan<T>> last;
+  if (!last || last->h != s.h || last->w != s.w || last->H != s.H || last->W != s.W)
+    last = std::make_unique<CamPlan<T>>(s);
+  return *last;
+}
+
 template <typename T>
 void relu_inplace(T* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];  // written so that NaN passes through
@@ -167,7 +179,7 @@ template <typename T>
 void cam_forward(const cpu::LowresJob<T>& job, int64_t a_sb, int64_t g_sb, int64_t w_sb, const CamShape& s, bool relu,
                  bool normalize, T* out) {
   const cpu::Ops<T>& ops = cpu::ops<T>();
-  const CamPlan<T> plan(s);
+  const CamPlan<T>& plan = plan_for<T>(s);
   const cpu::MapPlanView<T> v = plan.view();
   const int64_t hw = s.h * s.w, HW = s.H * s.W, C = s.C, K = s.K;
   const int64_t blocks_per_image = (C + cpu::kClassBlock - 1) / cpu::kClassBlock;

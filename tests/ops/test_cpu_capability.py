@@ -137,6 +137,9 @@ _CHECK = textwrap.dedent("""
                     for mode in ac.ops.CAM_FROM_GRADS_MODES:
                         Gm = G0.to(dtype)
                         Am = A.abs() if mode == "xgradcam" else A  # well-conditioned denominators
+                        if mode == "xgradcam":  # but a plane of zeros and one of -0: weight 0
+                            Am[:, 2] = 0.0
+                            Am[:, 3] = -0.0
                         got = ac.ops.cam_from_grads(Am, Gm, mode, (H, W), relu=relu, normalize=norm)
                         ref = reference.cam_from_grads(Am, Gm, mode, (H, W), relu=relu, normalize=norm)
                         torch.testing.assert_close(got, ref, rtol=tol,

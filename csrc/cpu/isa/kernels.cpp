@@ -190,6 +190,27 @@ inline float vhsum(VF a) {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+// The eight sums of eight registers' lanes, in vhsum's order (lane i + lane i + 8, then + 4,
+// + 2, + 1), computed side by side: lane j of the result is vhsum(rj). Each level adds the
+// same pairs as vhsum, with the registers' halves gathered by shuffles first.
+inline __m256 hsum8(__m512 r0, __m512 r1, __m512 r2, __m512 r3, __m512 r4, __m512 r5, __m512 r6, __m512 r7) {
+  // [a.lo256 + a.hi256, b.lo256 + b.hi256]: lanes i + i + 8 of a and of b
+  auto halves = [](__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  };
+  const __m512 v0 = halves(r0, r1), v1 = halves(r2, r3), v2 = halves(r4, r5), v3 = halves(r6, r7);
+  // 128-bit lane c: i + i + 4 of register c (of four)
+  const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x88), _mm512_shuffle_f32x4(v0, v1, 0xDD));
+  const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, 0x88), _mm512_shuffle_f32x4(v2, v3, 0xDD));
+  // 128-bit lane c: [i + i + 2 of register c for i = 0, 1, the same of register c + 4]
+  const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 2, 3, 2)));
+  // 128-bit lane c: [total of register c, total of register c + 4, the same again]
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(z, z, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(z, z, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 4, 8, 12, 1, 5, 9, 13);
+  return _mm512_castps512_ps256(_mm512_permutexvar_ps(order, t));
+}
 inline double vhsum(VD a) {
   const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(a.v), _mm512_extractf64x4_pd(a.v, 1));
   const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
@@ -525,6 +546,24 @@ void group_weights(int mode, int64_t kn, const Stor<S>* a, int64_t ak, const Sto
       }
     }
   }
+#if defined(ACTCAM_VEC_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    if (kn == kChannelGroup) {  // R == 1: one register per channel
+      const __m256 nu = hsum8(num[0][0].v, num[1][0].v, num[2][0].v, num[3][0].v, num[4][0].v, num[5][0].v,
+                              num[6][0].v, num[7][0].v);
+      if (x) {
+        const __m256 de = hsum8(den[0][0].v, den[1][0].v, den[2][0].v, den[3][0].v, den[4][0].v, den[5][0].v,
+                                den[6][0].v, den[7][0].v);
+        // de != 0 ? nu / de : 0, lane by lane (NaN != 0 holds, -0 != 0 does not)
+        const __mmask8 nonzero = _mm256_cmp_ps_mask(de, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        _mm256_storeu_ps(wt, _mm256_maskz_div_ps(nonzero, nu, de));
+      } else {
+        _mm256_storeu_ps(wt, _mm256_div_ps(nu, _mm256_set1_ps(static_cast<float>(n))));
+      }
+      return;
+    }
+  }
+#endif
   for (int64_t j = 0; j < kn; ++j) {
     for (int r = R; r > 1; r /= 2) {
       for (int q = 0; q < r / 2; ++q) {
