@@ -350,7 +350,7 @@ class LayerMethod(Method):
         first = inputs[0]
         input_size = tuple(first.shape[-2:]) if first.dim() >= 3 else None
         captures = [Capture(layer, live=self.needs_gradients and not create_graph, reshape=self.reshape,
-                            input_size=input_size, graph=create_graph, detach_parameters=not self.compile)
+                            input_size=input_size, graph=create_graph, lean=not self.compile)
                     for layer in self.layers]
         ctx: dict = {}  # per-call state of the subclass's hooks (a method object may serve threads)
         with torch.inference_mode(False):

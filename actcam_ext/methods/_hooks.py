@@ -7,11 +7,14 @@ layer is recorded. ``torch.autograd.grad`` then differentiates the chosen scores
 to that leaf alone: no parameter gradient is computed or stored, and the model is touched only
 by hooks that are removed in ``finally``.
 
-While autograd records, the parameters reach every torch call detached (``_DetachedParameters``,
-a torch-function mode of this thread alone): autograd saves an operand only for the gradient of
-another operand that requires grad, so a linear layer or convolution then keeps no copy of its
-input for a weight gradient nobody asks for. On ViT-B/16 that is the MLP's 3072-wide hidden
-tensor and the LayerNorm outputs of the recorded tail.
+While autograd records, a torch-function mode of this thread alone (``_Recording``) keeps the
+recorded part lean. The parameters reach every torch call detached: autograd saves an operand
+of a linear layer only for the gradient of the other, so the layer keeps no copy of its input
+for a weight gradient nobody asks for (on ViT-B/16 the MLP's 3072-wide hidden tensor; a
+convolution keeps its input either way). And torch's multi-head attention runs under
+activation checkpointing: its forward keeps only its input, and the backward runs it again for
+the query, key, value and attention output it needs, instead of holding them (four tensors the
+size of its input) while the rest of the block runs; that costs one attention layer's forward.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map_only
 
@@ -64,25 +68,45 @@ def _contiguous_query(args: tuple) -> tuple:
     return tuple(c if a is q else a for a in args[:3]) + tuple(args[3:])
 
 
-class _DetachedParameters(TorchFunctionMode):
-    """While grad mode is on, every ``nn.Parameter`` argument of a torch call is passed detached:
-    the same storage and values, but no gradient path, so nothing is saved for one."""
+class _Recording(TorchFunctionMode):
+    """While grad mode is on, every ``nn.Parameter`` argument of a torch call is passed detached
+    (the same storage and values, but no gradient path, so nothing is saved for one), and
+    ``F.multi_head_attention_forward`` runs under non-reentrant checkpointing (the module
+    docstring says why). Checkpointing recomputes with the same inputs, RNG and autocast state,
+    so the gradients are the same bits."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if torch.is_grad_enabled():
-            if func is F.multi_head_attention_forward:
-                args = _contiguous_query(args)
-            args, kwargs = tree_map_only(nn.Parameter, _detached, (args, kwargs))
+        if not torch.is_grad_enabled():
+            return func(*args, **kwargs)
+        attention = func is F.multi_head_attention_forward
+        if attention:
+            args = _contiguous_query(args)
+        args, kwargs = tree_map_only(nn.Parameter, _detached, (args, kwargs))
+        if attention and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args[:3]):
+            return torch.utils.checkpoint.checkpoint(_attention_again(args), *args, use_reentrant=False, **kwargs)
         return func(*args, **kwargs)
 
 
-def record(detach_parameters: bool) -> None:
-    """Turn autograd on for the rest of the forward that ``run`` is running, with the parameters
-    detached unless ``detach_parameters`` is False; ``run`` undoes both when the forward ends."""
+def _attention_again(args: tuple):
+    """F.multi_head_attention_forward for checkpointing. It chooses its path (self-attention,
+    or a shared key and value) by whether query, key and value are the same object, and the
+    recomputation may receive the saved inputs as new objects (under a caller's saved-tensor
+    hooks, for one), so the identities of the call are imposed again."""
+    first = [next(i for i in range(j + 1) if args[i] is args[j]) for j in range(3)]
+
+    def again(*qkv_rest, **kwargs):
+        qkv = qkv_rest[:3]
+        return F.multi_head_attention_forward(*(qkv[i] for i in first), *qkv_rest[3:], **kwargs)
+    return again
+
+
+def record(lean: bool) -> None:
+    """Turn autograd on for the rest of the forward that ``run`` is running, recorded lean
+    (``_Recording``) unless ``lean`` is False; ``run`` undoes both when the forward ends."""
     torch.set_grad_enabled(True)
-    if detach_parameters:
-        _DetachedParameters().__enter__()
+    if lean:
+        _Recording().__enter__()
 
 
 class Capture:
@@ -94,17 +118,17 @@ class Capture:
     in-place ReLU) neither fail on a leaf nor alter the activations kept. ``live=False`` (CAM): a
     copy is kept, for the same reason, and nothing else changes. ``graph=True`` (maps that must
     stay differentiable with respect to the model's parameters): the value stays in the graph, and
-    the model continues with clones. ``detach_parameters=False`` records the rest of the forward
-    with the parameters as they are (a compiled model, whose traced graph cannot take the mode).
+    the model continues with clones. ``lean=False`` records the rest of the forward as the model
+    runs it, without ``_Recording`` (a compiled model, whose traced graph cannot take the mode).
 
     ``reshape`` (``reshape.resolve``) maps the value to ``[B, C, h, w]``; ``gradient`` maps the
     gradients of the leaves the same way.
     """
 
     def __init__(self, layer: LayerRef, live: bool, reshape=None, input_size=None, graph: bool = False,
-                 detach_parameters: bool = True):
+                 lean: bool = True):
         self.layer, self.live, self.reshape, self.input_size, self.graph = layer, live, reshape, input_size, graph
-        self.detach_parameters = detach_parameters
+        self.lean = lean
         self.leaves: list | None = None
         self._rebuild = None
 
@@ -128,7 +152,7 @@ class Capture:
         if not self.live:
             self.leaves = [t.detach().clone() for t in tensors]
             return None
-        record(self.detach_parameters)
+        record(self.lean)
         self.leaves = [t.detach().requires_grad_(True) for t in tensors]
         return rebuild([t.clone() for t in self.leaves])
 
@@ -171,12 +195,12 @@ class Capture:
         return g.unflatten(0, (B, C))
 
 
-def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool, detach_parameters: bool = False):
+def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool, lean: bool = False):
     """Run the model with hooks, removing them and restoring grad mode whatever happens.
 
     hooks: (module, kind, fn) with kind "forward" or "pre". ``grad`` is the grad mode to start
     the forward with (a live Capture may switch it on part-way, through ``record``);
-    ``detach_parameters`` with ``grad``: record the whole forward with the parameters detached.
+    ``lean`` with ``grad``: record the whole forward lean (``_Recording``).
     """
     handles = []
     prev = torch.is_grad_enabled()
@@ -186,7 +210,7 @@ def run(model: nn.Module, inputs: tuple, hooks: list, grad: bool, detach_paramet
             handles.append(module.register_forward_pre_hook(fn) if kind == "pre"
                            else module.register_forward_hook(fn))
         if grad:
-            record(detach_parameters)
+            record(lean)
         else:
             torch.set_grad_enabled(False)
         try:

@@ -118,7 +118,7 @@ class _InputGradient(Method):
             if not wrt:
                 raise UserError(f"{PREFIX}no floating-point input to differentiate")
             with rules if rules is not None else contextlib.nullcontext():
-                output = run(self.model, leaves, [], grad=True, detach_parameters=True)
+                output = run(self.model, leaves, [], grad=True, lean=True)
             with torch.enable_grad():
                 scores, idx = _targets.scores(output, targets, top_k, B)
             grads = tuple(g.float() for g in gradients(scores, wrt))

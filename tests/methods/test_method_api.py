@@ -272,6 +272,47 @@ def test_the_recorded_forward_keeps_no_layer_input_for_parameter_gradients(cls):
     assert all(p.requires_grad for p in net.parameters())
 
 
+class _AttentionTail(nn.Module):
+    """A target convolution whose 6x6 map becomes 36 tokens for torch's multi-head attention
+    (batch first, as torchvision's ViT), then a linear head on the mean token."""
+
+    def __init__(self, cross: bool = False):
+        super().__init__()
+        self.cross = cross  # a query of its own against a shared key and value
+        self.target = nn.Conv2d(3, 16, 3)
+        self.attention = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        tokens = self.target(x).flatten(2).transpose(1, 2)
+        query = tokens.flip(1) if self.cross else tokens
+        y, _ = self.attention(query, tokens, tokens, need_weights=False)
+        return self.head((tokens + y).mean(1))
+
+
+@pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_attention_in_the_recorded_part_is_recomputed_not_kept(top_k, cross):
+    """torch's attention after the target layer keeps only its input for the backward, which
+    runs it again (also under a caller's saved-tensor hooks, which hand the recomputation new
+    tensor objects): the maps are those of an ordinary full-graph backward."""
+    torch.manual_seed(0)
+    net = _AttentionTail(cross).eval()
+    x = torch.randn(2, 3, 8, 8)
+    method = ac.GradCAM(net, "target")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        e = method.explain(x, top_k=top_k)
+    # query, key and value ([B, heads, tokens, 4]) and the attention output are not held
+    assert saved and not any(len(shape) == 4 and shape[-2:] == (36, 4) for shape in saved)
+    classes = e.class_ids if top_k else e.class_ids[:, None]
+    for c in range(classes.shape[1]):
+        want = hand_gradcam(net, net.target, (x,), class_score(classes[:, c]), (8, 8))
+        got = e.maps[:, c] if top_k else e.maps
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+    assert torch._C._len_torch_function_stack() == 0
+
+
 def test_a_mode_the_model_leaves_open_ends_with_the_forward():
     torch.manual_seed(0)
     net = _ModeLeftOpen().eval()
