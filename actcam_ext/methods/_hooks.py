@@ -83,7 +83,10 @@ class _Recording(TorchFunctionMode):
         if attention:
             args = _contiguous_query(args)
         args, kwargs = tree_map_only(nn.Parameter, _detached, (args, kwargs))
-        if attention and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args[:3]):
+        # Checkpointing works through saved-tensor hooks; where the caller has disabled them,
+        # the attention keeps its tensors as usual.
+        if attention and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args[:3]) \
+                and torch._C._autograd._saved_tensors_hooks_is_enabled():
             return torch.utils.checkpoint.checkpoint(_attention_again(args), *args, use_reentrant=False, **kwargs)
         return func(*args, **kwargs)
 

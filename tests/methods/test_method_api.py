@@ -313,6 +313,16 @@ def test_attention_in_the_recorded_part_is_recomputed_not_kept(top_k, cross):
     assert torch._C._len_torch_function_stack() == 0
 
 
+def test_attention_is_kept_where_saved_tensor_hooks_are_disabled():
+    torch.manual_seed(0)
+    net = _AttentionTail().eval()
+    x = torch.randn(2, 3, 8, 8)
+    want = ac.GradCAM(net, "target")(x)
+    with torch.autograd.graph.disable_saved_tensors_hooks("checkpointing needs saved-tensor hooks"):
+        got = ac.GradCAM(net, "target")(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
 def test_a_mode_the_model_leaves_open_ends_with_the_forward():
     torch.manual_seed(0)
     net = _ModeLeftOpen().eval()
