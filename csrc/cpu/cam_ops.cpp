@@ -3,10 +3,12 @@
 // capability and reached through cpu::kernels() (kernels.h, dispatch.cpp).
 //
 // cam and cam_from_grads read each image's inputs once, in one pass, for up to
-// cpu::kClassBlock maps at a time, and write each output pixel once. With fewer images than
-// threads, the threads share each image instead: channels (for the channel weights), then
-// pixels of the low-resolution plane, then output rows, so every pixel is computed by the same
-// operations in the same order whatever the thread count.
+// cpu::kClassBlock maps at a time, and write each output pixel once. The channel sum of a
+// low-resolution pixel is the sum, in order, of partial sums over fixed segments of channels
+// (ChannelSegments, set by K alone). With fewer images than threads, the threads share each
+// image instead: its segments, then its output rows (or, with a single segment, the channel
+// weights, then pixels of the low-resolution plane, then output rows), so every pixel is
+// computed by the same operations in the same order whatever the thread count.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -135,6 +137,67 @@ void relu_inplace(T* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];  // written so that NaN passes through
 }
 
+// The channel sum in segments of whole channel groups: at most kMaxSegments of them, of at
+// least kMinSegment channels, fixed by K alone so that a map has the same bits whether its
+// segments are summed by one thread or by several. A low-resolution pixel is segment 0's sum,
+// plus segment 1's, and so on; each segment's is one running sum in channel order.
+struct ChannelSegments {
+  static constexpr int64_t kMaxSegments = 8, kMinSegment = 64;
+  int64_t size, n;
+  explicit ChannelSegments(int64_t K) {
+    const int64_t even = (K + kMaxSegments - 1) / kMaxSegments;
+    size = std::max(kMinSegment, (even + cpu::kChannelGroup - 1) / cpu::kChannelGroup * cpu::kChannelGroup);
+    n = (K + size - 1) / size;
+  }
+  int64_t begin(int64_t i) const { return i * size; }
+};
+
+int64_t element_size(cpu::Src src) {
+  switch (src) {
+    case cpu::Src::kHalf:
+    case cpu::Src::kBFloat16:
+      return 2;
+    case cpu::Src::kDouble:
+      return 8;
+    default:
+      return 4;
+  }
+}
+
+// The job restricted to channels [k0, k1): the same classes and pixels.
+template <typename T>
+cpu::LowresJob<T> channel_slice(const cpu::LowresJob<T>& j, int64_t k0, int64_t k1) {
+  cpu::LowresJob<T> s = j;
+  const int64_t es = element_size(j.src);
+  s.a = static_cast<const char*>(j.a) + k0 * j.ak * es;
+  if (j.g != nullptr) s.g = static_cast<const char*>(j.g) + k0 * j.gk * es;
+  if (j.weights != nullptr) s.weights = j.weights + k0;
+  s.K = k1 - k0;
+  return s;
+}
+
+// low[(c - c0) * hw + p] += part[...] for the job's classes and pixels.
+template <typename T>
+void add_partial(const cpu::LowresJob<T>& j, const T* part, T* low) {
+  const int64_t hw = j.h * j.w;
+  for (int64_t c = 0; c < j.cn; ++c)
+    for (int64_t p = j.p0; p < j.p1; ++p) low[c * hw + p] += part[c * hw + p];
+}
+
+// The job's low-resolution maps (into j.low), segment by segment (ChannelSegments); part holds
+// j.cn * h * w for a segment's partial sums.
+template <typename T>
+void lowres_in_segments(const cpu::Ops<T>& ops, const cpu::LowresJob<T>& j, T* part) {
+  const ChannelSegments seg(j.K);
+  if (seg.n <= 1) return ops.lowres(j);
+  for (int64_t i = 0; i < seg.n; ++i) {
+    cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), std::min(j.K, seg.begin(i + 1)));
+    js.low = i == 0 ? j.low : part;
+    ops.lowres(js);
+    if (i > 0) add_partial(j, part, j.low);
+  }
+}
+
 cpu::Src src_of(at::ScalarType t) {
   switch (t) {
     case at::kHalf:
@@ -149,17 +212,18 @@ cpu::Src src_of(at::ScalarType t) {
 }
 
 // One map after its low-resolution plane: ReLU, resize, range and output rows. rows holds
-// plan.n_rows() * W. With share_rows, all threads write the output rows.
+// plan.n_rows() * W. With share_rows, all threads write the output rows; with stream, in
+// streaming stores (Ops::write_rows).
 template <typename T>
 void finish_map(const cpu::Ops<T>& ops, const CamPlan<T>& plan, const cpu::MapPlanView<T>& v, bool relu,
-                bool normalize, T* low, T* rows, T* out, bool share_rows) {
+                bool normalize, T* low, T* rows, T* out, bool share_rows, bool stream) {
   const int64_t H = plan.H, W = plan.W;
   if (relu) ops.relu(low, plan.h * plan.w);
   ops.resize_rows(v, low, rows, 0, plan.n_rows());
   auto write = [&](const MinMaxScaleT<T>* mm) {
-    if (!share_rows) return ops.write_rows(v, rows, mm, out, 0, H);
+    if (!share_rows) return ops.write_rows(v, rows, mm, out, 0, H, stream);
     at::parallel_for(0, H, std::max<int64_t>(1, 16384 / W),
-                     [&](int64_t y0, int64_t y1) { ops.write_rows(v, rows, mm, out, y0, y1); });
+                     [&](int64_t y0, int64_t y1) { ops.write_rows(v, rows, mm, out, y0, y1, stream); });
   };
   if (!normalize) return write(nullptr);
   // The map's range, from the extreme output rows only (see extreme_rows), then a single
@@ -198,27 +262,56 @@ void cam_forward(const cpu::LowresJob<T>& job, int64_t a_sb, int64_t g_sb, int64
     return j;
   };
   auto out_of = [&](int64_t u, int64_t c) { return out + ((u / blocks_per_image) * C + c) * HW; };
+  // An output of several MiB does not stay in the caches until its reader comes: it is written
+  // around them, which saves reading each line in before it is overwritten.
+  const bool stream = s.B * C * HW * static_cast<int64_t>(sizeof(T)) >= (int64_t{4} << 20);
   // Each thread its own images, unless there are fewer than threads and each is big enough
-  // to share. Measured on 2 cores (B=1, from gradients): sharing loses below ~2.5e5 elements
-  // read + written (K=2048, 7x7 -> 224x224: 43 us alone, 51 us shared) and wins above ~3.5e5
-  // (K=768, 14x14 -> 224x224: 49 us alone, 43 us shared), for the three fork-joins it costs.
+  // to share. Measured on 2 cores (B=1, from gradients, interleaved with the torch chain):
+  // sharing wins from ~1e5 elements read + written (K=512, 7x7 -> 224x224: 42 us alone, 36
+  // shared; K=2048: 60 and 44) and neither wins below ~6e4 (K=512, 7x7 -> 64x64: 26 and 25).
   const int64_t work = K * hw * (job.mode == cpu::kWeights ? 1 : 2) + HW;
-  const bool share = units < at::get_num_threads() && !at::in_parallel_region() && work >= (1 << 18);
+  const bool share = units < at::get_num_threads() && !at::in_parallel_region() && work >= (1 << 16);
   if (!share) {
     at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> low(cb_max * hw), rows(plan.n_rows() * s.W), scratch(cpu::lowres_scratch_size(hw));
+      std::vector<T> low(cb_max * hw), part(cb_max * hw), rows(plan.n_rows() * s.W),
+          scratch(cpu::lowres_scratch_size(hw));
       for (int64_t u = begin; u < end; ++u) {
         cpu::LowresJob<T> j = unit_job(u);
         j.low = low.data();
         j.scratch = scratch.data();
-        ops.lowres(j);
+        lowres_in_segments(ops, j, part.data());
         for (int64_t c = 0; c < j.cn; ++c)
-          finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), false);
+          finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), false, stream);
       }
     });
     return;
   }
-  std::vector<T> low(cb_max * hw), rows(plan.n_rows() * s.W), weights;
+  std::vector<T> low(cb_max * hw), rows(plan.n_rows() * s.W);
+  const ChannelSegments seg(K);
+  if (seg.n > 1) {
+    // The threads share the image's segments, each into its own partial sums, which are then
+    // added in segment order as lowres_in_segments adds them.
+    std::vector<T> parts(seg.n * cb_max * hw);
+    for (int64_t u = 0; u < units; ++u) {
+      const cpu::LowresJob<T> j = unit_job(u);
+      at::parallel_for(0, seg.n, 1, [&](int64_t i0, int64_t i1) {
+        std::vector<T> scratch(cpu::lowres_scratch_size(hw));
+        for (int64_t i = i0; i < i1; ++i) {
+          cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), std::min(K, seg.begin(i + 1)));
+          js.low = parts.data() + i * cb_max * hw;
+          js.scratch = scratch.data();
+          ops.lowres(js);
+        }
+      });
+      std::copy(parts.begin(), parts.begin() + j.cn * hw, low.begin());
+      for (int64_t i = 1; i < seg.n; ++i) add_partial(j, parts.data() + i * cb_max * hw, low.data());
+      for (int64_t c = 0; c < j.cn; ++c)
+        finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), true, stream);
+    }
+    return;
+  }
+  // A single segment: the channel weights by channels, then the plane by pixels.
+  std::vector<T> weights;
   const bool weights_first = job.mode == cpu::kGradCam || job.mode == cpu::kXGradCam;
   if (weights_first) weights.resize(cb_max * K);
   constexpr int64_t kPixelBlock = 16;  // a vector of floats: each thread gets whole vectors
@@ -246,7 +339,7 @@ void cam_forward(const cpu::LowresJob<T>& job, int64_t a_sb, int64_t g_sb, int64
       ops.lowres(jp);
     });
     for (int64_t c = 0; c < j.cn; ++c)
-      finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), true);
+      finish_map(ops, plan, v, relu, normalize, low.data() + c * hw, rows.data(), out_of(u, j.c0 + c), true, stream);
   }
 }
 
@@ -503,7 +596,7 @@ void cam_backward_cpu_impl(const at::Tensor& grad, const at::Tensor& A, const T*
   job.p1 = hw;
   at::parallel_for(0, s.B * C, 1, [&](int64_t begin, int64_t end) {
     BackwardScratch<T> scratch(plan);
-    std::vector<T> lowres_scratch(cpu::lowres_scratch_size(hw));
+    std::vector<T> lowres_scratch(cpu::lowres_scratch_size(hw)), part(hw);
     for (int64_t m = begin; m < end; ++m) {
       const int64_t b = m / C, c = m % C;
       cpu::LowresJob<T> j = job;
@@ -511,7 +604,7 @@ void cam_backward_cpu_impl(const at::Tensor& grad, const at::Tensor& A, const T*
       j.weights = wt + m * K;
       j.low = scratch.low.data();
       j.scratch = lowres_scratch.data();
-      cpu::ops<T>().lowres(j);
+      lowres_in_segments(cpu::ops<T>(), j, part.data());
       map_backward(plan, relu, normalize, g_ptr + b * gb + c * gc, gy, gx, scratch, g_low.data() + m * hw);
     }
   });

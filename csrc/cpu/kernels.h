@@ -82,8 +82,10 @@ struct Ops {
   // min, max and "holds a NaN or inf" of the resized map, from its extreme rows.
   MapRange<T> (*range)(const MapPlanView<T>& p, const T* rows);
   // Output rows [Y0, Y1), min-max normalised by mm (then clamped to [0, 1]) unless mm is null.
+  // With stream, written with streaming (cache-bypassing) stores where the capability has
+  // them: the same values, for an output too big to stay in the caches for its reader.
   void (*write_rows)(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* mm, T* out, int64_t Y0,
-                     int64_t Y1);
+                     int64_t Y1, bool stream);
 };
 
 struct KernelTable {

@@ -126,19 +126,54 @@ def test_float64(mode):
     torch.testing.assert_close(got, reference.cam_from_grads(A, G, mode, size), rtol=1e-12, atol=1e-12)
 
 
+# One image, big enough for the threads to share it: by its segments of channels (K over
+# 64), or, with a single segment, by its channel weights and then its pixels.
+SHARED_SHAPES = [(1, 3, 600, 12, 20, 90, 160), (1, None, 2048, 7, 7, 224, 224), (1, None, 1000, 7, 7, 96, 96),
+                 (1, None, 64, 28, 28, 112, 112)]
+
+
+@pytest.mark.parametrize("shape", SHARED_SHAPES, ids=[str(s) for s in SHARED_SHAPES])
 @pytest.mark.parametrize("mode", MODES)
-def test_same_bits_whatever_the_thread_count(mode):
-    """One image shared by the threads (channels, pixels, rows) gives the bits one thread gives."""
-    A, G, size = _case((1, 3, 600, 12, 20, 90, 160), torch.float32, "contiguous", 7)
+def test_same_bits_whatever_the_thread_count(mode, shape):
+    """One image shared by the threads (channel segments or pixels, then rows) gives the bits
+    one thread gives, and the bits the image has in a batch of its own kind; cam from weights
+    likewise."""
+    A, G, size = _case(shape, torch.float32, "contiguous", 7)
+    weights = G.mean(dim=(-2, -1))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = ops.cam_from_grads(A, G, mode, size)
+        one = ops.cam_from_grads(A, G, mode, size), ops.cam(A, weights, size)
         torch.set_num_threads(max(2, threads))
-        many = ops.cam_from_grads(A, G, mode, size)
+        many = ops.cam_from_grads(A, G, mode, size), ops.cam(A, weights, size)
+        # a batch of more images than threads: each thread its own images, none shared
+        batch = ops.cam_from_grads(torch.cat([A] * 3), torch.cat([G] * 3), mode, size)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, many)
+    assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
+    assert all(torch.equal(b, many[0][0]) for b in batch)
+    torch.testing.assert_close(many[0], reference.cam_from_grads(A, G, mode, size), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_output_too_big_for_the_caches_has_the_bits_of_its_maps_alone(dtype, normalize):
+    """Outputs of 4 MiB or more are written in streaming stores, from each row's first aligned
+    pixel (rows of 501 pixels start anywhere): the same values as each image's small output."""
+    A, G, size = _case((4, None, 40, 6, 7, 600, 501), dtype, "contiguous", 8)
+    batch = ops.cam_from_grads(A, G, "gradcam", size, normalize=normalize)
+    assert batch.numel() * batch.element_size() >= 4 << 20
+    for i in range(A.shape[0]):
+        alone = ops.cam_from_grads(A[i:i + 1], G[i:i + 1], "gradcam", size, normalize=normalize)
+        assert alone.numel() * alone.element_size() < 4 << 20
+        assert torch.equal(batch[i:i + 1], alone)
+    weights = G.mean(dim=(-2, -1))
+    maps = ops.cam(A, weights, size, normalize=normalize)
+    assert all(torch.equal(maps[i:i + 1], ops.cam(A[i:i + 1], weights[i:i + 1], size, normalize=normalize))
+               for i in range(A.shape[0]))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    ref = reference.cam_from_grads(A, G, "gradcam", size, normalize=normalize)
+    torch.testing.assert_close(batch, ref, rtol=tol, atol=tol * (1 if normalize else ref.abs().max().item()))
 
 
 def test_non_finite_and_constant_maps():

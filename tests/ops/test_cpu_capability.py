@@ -149,6 +149,17 @@ _CHECK = textwrap.dedent("""
                 ga, gw = torch.ops.actcam.cam_backward(grad, A, wts0, [H, W], True, True)
                 results[f"backward-{key}"] = torch.cat([ga.flatten().double(), gw.flatten().double()])
 
+    # an output of 4 MiB or more, written in streaming stores; rows of 501 pixels start unaligned
+    A0 = torch.randn(4, 40, 6, 7, generator=g).relu()
+    G0 = torch.randn(4, 40, 6, 7, generator=g) * 0.1
+    for dtype in (torch.float32, torch.float64):
+        for norm in (True, False):
+            got = ac.ops.cam_from_grads(A0.to(dtype), G0.to(dtype), "gradcam", (600, 501), normalize=norm)
+            ref = reference.cam_from_grads(A0.to(dtype), G0.to(dtype), "gradcam", (600, 501), normalize=norm)
+            tol = 1e-12 if dtype == torch.float64 else 1e-5
+            torch.testing.assert_close(got, ref, rtol=tol, atol=tol * (1 if norm else ref.abs().max().item()))
+            results[f"streamed-{dtype}-{norm}"] = got
+
     maps = torch.rand(3, 37, 53, generator=g)
     maps[0, 0, :6] = torch.tensor([float("nan"), -1.0, 2.0, float("inf"), 1.0, 0.0])
     images = torch.randint(0, 256, (3, 37, 53, 3), generator=g, dtype=torch.uint8)

@@ -15,6 +15,7 @@
 // capability, and no ATen header is included (kernels.h).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -167,6 +168,7 @@ inline VF vmin(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline VF vloadu(const float* p) { return {_mm512_loadu_ps(p)}; }
 inline void vstoreu(float* p, VF a) { _mm512_storeu_ps(p, a.v); }
+inline void vstream(float* p, VF a) { _mm512_stream_ps(p, a.v); }
 inline VF vload_f16(const uint16_t* p) {
   return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
 }
@@ -182,6 +184,7 @@ inline VD vmin(VD a, VD b) { return {_mm512_min_pd(a.v, b.v)}; }
 inline VD vmax(VD a, VD b) { return {_mm512_max_pd(a.v, b.v)}; }
 inline VD vloadu(const double* p) { return {_mm512_loadu_pd(p)}; }
 inline void vstoreu(double* p, VD a) { _mm512_storeu_pd(p, a.v); }
+inline void vstream(double* p, VD a) { _mm512_stream_pd(p, a.v); }
 // The sum of a register's lanes by halving (lane i + lane i + N/2, then again): the last
 // steps of the plane sums' order (group_weights).
 inline float vhsum(VF a) {
@@ -240,6 +243,7 @@ inline VF vmin(VF a, VF b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline VF vloadu(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline void vstoreu(float* p, VF a) { _mm256_storeu_ps(p, a.v); }
+inline void vstream(float* p, VF a) { _mm256_stream_ps(p, a.v); }
 inline VF vload_f16(const uint16_t* p) {
   return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
 }
@@ -255,6 +259,7 @@ inline VD vmin(VD a, VD b) { return {_mm256_min_pd(a.v, b.v)}; }
 inline VD vmax(VD a, VD b) { return {_mm256_max_pd(a.v, b.v)}; }
 inline VD vloadu(const double* p) { return {_mm256_loadu_pd(p)}; }
 inline void vstoreu(double* p, VD a) { _mm256_storeu_pd(p, a.v); }
+inline void vstream(double* p, VD a) { _mm256_stream_pd(p, a.v); }
 inline float vhsum(VF a) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
@@ -289,6 +294,7 @@ inline VF vmin(VF a, VF b) { return {_mm_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm_max_ps(a.v, b.v)}; }
 inline VF vloadu(const float* p) { return {_mm_loadu_ps(p)}; }
 inline void vstoreu(float* p, VF a) { _mm_storeu_ps(p, a.v); }
+inline void vstream(float* p, VF a) { _mm_stream_ps(p, a.v); }
 // half -> float in SSE2 integer arithmetic: half_to_float above, four lanes at a time.
 inline VF vload_f16(const uint16_t* p) {
   const __m128i h = _mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
@@ -319,6 +325,7 @@ inline VD vmin(VD a, VD b) { return {_mm_min_pd(a.v, b.v)}; }
 inline VD vmax(VD a, VD b) { return {_mm_max_pd(a.v, b.v)}; }
 inline VD vloadu(const double* p) { return {_mm_loadu_pd(p)}; }
 inline void vstoreu(double* p, VD a) { _mm_storeu_pd(p, a.v); }
+inline void vstream(double* p, VD a) { _mm_stream_pd(p, a.v); }
 inline float vhsum(VF a) {
   const __m128 s2 = _mm_add_ps(a.v, _mm_movehl_ps(a.v, a.v));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
@@ -389,6 +396,10 @@ inline VD vloadu(const double* p) {
 template <typename T, int n>
 inline void vstoreu(T* p, Lanes<T, n> a) {
   for (int i = 0; i < n; ++i) p[i] = a.v[i];
+}
+template <typename T, int n>
+inline void vstream(T* p, Lanes<T, n> a) {  // no streaming store in portable code
+  vstoreu(p, a);
 }
 template <typename T, int n>
 inline T vhsum(Lanes<T, n> a) {
@@ -833,18 +844,50 @@ MapRange<T> range(const MapPlanView<T>& p, const T* rows) {
   return {slo, shi, szero != T(0)};
 }
 
+// Stores v at o[X], a vector or a scalar.
 template <typename T>
-void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* mm, T* out, int64_t Y0, int64_t Y1) {
+struct RowStore {
+  bool stream;
+  template <typename V>
+  void vec(T* p, V v) const {
+    if (stream) {
+      vstream(p, v);
+    } else {
+      vstoreu(p, v);
+    }
+  }
+};
+
+// The first X of row o (from X = 0) from which vectors can be streamed: the address aligned to
+// a vector's size; W when no such X exists before W - V::N.
+template <typename T>
+int64_t stream_start(const T* o, int64_t W, int64_t lanes) {
+  const uintptr_t bytes = static_cast<uintptr_t>(lanes) * sizeof(T);
+  const uintptr_t mis = reinterpret_cast<uintptr_t>(o) % bytes;
+  if (mis % sizeof(T) != 0) return W;  // T misaligned: never aligned to a vector
+  const int64_t X = mis == 0 ? 0 : static_cast<int64_t>((bytes - mis) / sizeof(T));
+  return std::min(X, W);
+}
+
+template <typename T>
+void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* mm, T* out, int64_t Y0, int64_t Y1,
+                bool stream) {
   using V = Vec<T>;
+  const RowStore<T> store{stream};
   for (int64_t Y = Y0; Y < Y1; ++Y) {
     const BilinearTapT<T>& t = p.slot_taps[Y];
     const T* __restrict r0 = rows + t.i0 * p.W;
     const T* __restrict r1 = rows + t.i1 * p.W;
     T* __restrict o = out + Y * p.W;
     const V a = vset1(t.l0), b = vset1(t.l1);
-    int64_t X = 0;
+    // Streaming stores (which bypass the caches, for outputs too big to stay there) need
+    // aligned addresses: the pixels before the first aligned one are written one by one, by
+    // the same operations as the vector lanes.
+    const int64_t X0 = stream ? stream_start(o, p.W, V::N) : 0;
     if (mm == nullptr) {
-      for (; X + V::N <= p.W; X += V::N) vstoreu(o + X, vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X))));
+      int64_t X = 0;
+      for (; X < X0; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
+      for (; X + V::N <= p.W; X += V::N) store.vec(o + X, vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X))));
       for (; X < p.W; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
       continue;
     }
@@ -853,15 +896,22 @@ void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* m
     // few ulp outside their range.
     const V scale = vset1(mm->scale), shift = vset1(mm->shift), inv = vset1(mm->inv);
     const V zero = vset1(T(0)), one = vset1(T(1));
-    for (; X + V::N <= p.W; X += V::N) {
-      const V v = vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X)));
-      vstoreu(o + X, vmax(zero, vmin(one, vmul(vsub(vmul(v, scale), shift), inv))));
-    }
-    for (; X < p.W; ++X) {
+    auto scalar = [&](int64_t X) {
       const T v = minmax_apply(*mm, t.l0 * r0[X] + t.l1 * r1[X]);
       o[X] = vmax(T(0), vmin(T(1), v));
+    };
+    int64_t X = 0;
+    for (; X < X0; ++X) scalar(X);
+    for (; X + V::N <= p.W; X += V::N) {
+      const V v = vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X)));
+      store.vec(o + X, vmax(zero, vmin(one, vmul(vsub(vmul(v, scale), shift), inv))));
     }
+    for (; X < p.W; ++X) scalar(X);
   }
+#if !defined(ACTCAM_VEC_PORTABLE)
+  // Streamed stores are weakly ordered: complete them before the rows are handed on.
+  if (stream) _mm_sfence();
+#endif
 }
 
 void blend_span(const uint8_t* __restrict heat, const uint8_t* __restrict image, uint8_t* __restrict out, int64_t n,
