@@ -51,9 +51,16 @@ def cam_size(size) -> tuple:
     Anything else (a string, floats, bools, a single int, None, an array or tensor) raises a
     ValueError naming size, never a silent conversion.
     """
-    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_is_integer(s) for s in size):
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
-    H, W = (s if isinstance(s, (int, torch.SymInt)) else int(s) for s in size)
+    H, W = size
+    # plain ints first: the common case, checked without the slower isinstance tests
+    if not ((type(H) is int or _is_integer(H)) and (type(W) is int or _is_integer(W))):
+        raise ValueError(f"actcam: size must be two integers (H, W), got {size!r}")
+    if type(H) is not int and not isinstance(H, torch.SymInt):
+        H = int(H)
+    if type(W) is not int and not isinstance(W, torch.SymInt):
+        W = int(W)
     if H <= 0 or W <= 0:
         raise ValueError(f"actcam: size must be positive, got {[H, W]}")
     return H, W
@@ -128,7 +135,7 @@ def cam_from_grads(activations, grads, mode_, size, relu=True, normalize=True, n
     if grads.dtype != activations.dtype:
         raise ValueError(
             f"actcam: grads must have the dtype of activations ({activations.dtype}), got {grads.dtype}")
-    if grads.shape[0] != B or tuple(grads.shape[-3:]) != (K, h, w):
+    if grads.shape[0] != B or grads.shape[-3:] != (K, h, w):
         raise ValueError(
             f"actcam: grads must have shape [B,K,h,w] = {[B, K, h, w]} or [B,C,K,h,w] = [{B}, C, {K}, {h}, {w}], "
             f"got shape {list(grads.shape)}")
