@@ -3,12 +3,15 @@
 Three stages connected by bounded queues, so memory does not grow with the video's length::
 
     decode thread (cv2.VideoCapture) --q_in--> main thread: batch of frames -> preprocess,
-    method, ops.overlay, all on the device --q_out--> encode thread (cv2.VideoWriter, mp4v)
+    method, ops.overlay, all on the device --q_out--> encode thread (RGB -> BGR,
+    cv2.VideoWriter, mp4v)
 
-OpenCV releases the GIL while it decodes and encodes, and torch while it computes, so the
-three stages overlap. Each frame's map is computed at the frame's own size (``size=(H, W)``
-of the method's cam op) and blended with the fused ``ops.overlay``; on a GPU the frames go up
-once and the overlays come down once, with no host round trip between model and overlay.
+OpenCV releases the GIL while it decodes, converts and encodes, and torch while it computes,
+so the three stages overlap. Each frame's map is computed at the frame's own size
+(``size=(H, W)`` of the method's cam op) and blended with the fused ``ops.overlay``; on a GPU
+the frames go up once and the overlays come down once, with no host round trip between model
+and overlay. The channel order is swapped by OpenCV (BGR -> RGB into the batch, RGB -> BGR in
+the encode thread): torch's flip of a 3-wide uint8 axis is several times slower.
 
 Memory bound (frame buffers): ``q_in`` holds at most ``2 * batch`` decoded frames, the main
 thread one batch of frames plus its overlays, ``q_out`` at most 2 batches of overlays, and each
@@ -147,8 +150,8 @@ class _Decoder(threading.Thread):
 
 
 class _Encoder(threading.Thread):
-    """Writes BGR frames from ``q`` until ``_END``. Never stops early: every overlay computed
-    is written, so an interrupted run still has all its finished frames."""
+    """Writes RGB frames from ``q`` (as BGR) until ``_END``. Never stops early: every overlay
+    computed is written, so an interrupted run still has all its finished frames."""
 
     def __init__(self, writer, q: queue.Queue, size: tuple):
         super().__init__(name="actcam-encode", daemon=True)
@@ -164,7 +167,7 @@ class _Encoder(threading.Thread):
                 return
             try:
                 for frame in item:
-                    self.writer.write(frame[:self.height, :self.width])
+                    self.writer.write(cv2.cvtColor(frame[:self.height, :self.width], cv2.COLOR_RGB2BGR))
                     self.count += 1
             except BaseException as exc:  # reported by the main thread
                 self.error = exc
@@ -316,14 +319,18 @@ def explain_video(inp, out, explainer: Explainer, options: VideoOptions = VideoO
 
 
 def _process(explainer: Explainer, frames: list, first_index: int, options: VideoOptions, last_map):
-    """Overlays (BGR uint8 numpy frames) for one batch; returns them and the last map used."""
+    """Overlays (RGB uint8 numpy frames) of one batch of BGR frames; returns them and the last
+    map used."""
     dev = explainer.device
-    bgr = torch.from_numpy(np.stack(frames)).to(dev, non_blocking=True)  # one upload per batch
-    rgb = bgr.flip(-1)
+    batch = np.empty((len(frames), *frames[0].shape), dtype=np.uint8)
+    for frame, rgb_frame in zip(frames, batch):
+        cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=rgb_frame)
+    rgb = torch.from_numpy(batch).to(dev, non_blocking=True)  # one upload per batch
     # Frames whose index is a multiple of `every` get their own map; the others reuse the map
     # of the last explained frame before them (possibly from the previous batch).
     fresh = [j for j in range(len(frames)) if (first_index + j) % options.every == 0]
-    maps_fresh = explainer.heatmaps(rgb[fresh], options.target) if fresh else None
+    explained = rgb if len(fresh) == len(frames) else rgb[fresh]
+    maps_fresh = explainer.heatmaps(explained, options.target) if fresh else None
     if len(fresh) == len(frames):
         maps = maps_fresh
     else:
@@ -333,5 +340,5 @@ def _process(explainer: Explainer, frames: list, first_index: int, options: Vide
                 k += 1
             parts.append(maps_fresh[k] if k >= 0 else last_map)
         maps = torch.stack(parts)
-    overlays = ops.overlay(maps, rgb, options.image_weight).flip(-1).cpu().numpy()
+    overlays = ops.overlay(maps, rgb, options.image_weight).cpu().numpy()
     return list(overlays), maps[-1]
