@@ -7,10 +7,13 @@ scikit-image's astronaut photo, ``bench._common.make_clip``), EfficientNet-Lite0
 its pooled feature map, batches of 8 frames:
 
 - decode+encode: cv2.VideoCapture -> cv2.VideoWriter (mp4v) only: the pipeline's ceiling;
-- forward (the limit): decode, preprocess and a no-grad forward of the same model as
+- forward (the limit): decode, BGR -> RGB (cv2.cvtColor, as every case here), preprocess
+  and a no-grad forward of the same model as
   ``actcam video`` runs it (``models.load_model``: on the CPU NHWC weights, BatchNorm folded)
   over the same frames at the same batch: what any explanation costs at least;
 - actcam video: ``actcam video CLIP OUT --batch 8``;
+- actcam video --compile: the same with the opt-in compiled explain step (docs/precision.md),
+  still float32; compilation is start-up and cancels out of the steady state;
 - peer, same model: pytorch-grad-cam's GradCAM on the same model, layer and preprocessing,
   maps resized to the frame, ``show_cam_on_image`` + VideoWriter: the fair comparison;
 - peer, packaged model: the same loop on the model as efficientnet-lite-pytorch builds it, as
@@ -51,7 +54,7 @@ cap = cv2.VideoCapture(sys.argv[1])
 batch = []
 def flush(frames):
     with torch.no_grad():
-        model(pre([f[:, :, ::-1].copy() for f in frames], "cpu"))
+        model(pre([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], "cpu"))
 while True:
     ok, f = cap.read()
     if not ok:
@@ -77,12 +80,12 @@ w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HE
 out = cv2.VideoWriter(sys.argv[2], cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS), (w, h))
 
 def flush(frames):
-    rgbs = [f[:, :, ::-1].copy() for f in frames]
+    rgbs = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
     maps = cam(input_tensor=pre(rgbs, "cpu"), targets=None)          # [B,224,224], top-1 class
     for rgb, m in zip(rgbs, maps):
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
         vis = show_cam_on_image(rgb.astype(np.float32) / 255, m, use_rgb=True, image_weight=0.5)
-        out.write(vis[:, :, ::-1])
+        out.write(cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
 
 batch = []
 while True:
@@ -105,6 +108,8 @@ def commands(clip: str, outdir: str) -> dict:
         "forward (the limit)": py + [_FORWARD, clip],
         "actcam video": [sys.executable, "-m", "actcam_ext", "video", clip, f"{outdir}/ours.mp4", "--batch", "8",
                          "--device", "cpu", "--quiet"],
+        "actcam video --compile": [sys.executable, "-m", "actcam_ext", "video", clip, f"{outdir}/ours-compiled.mp4",
+                                   "--batch", "8", "--device", "cpu", "--quiet", "--compile"],
         "peer, same model": py + [_PEER, clip, f"{outdir}/peer.mp4", "optimized"],
         "peer, packaged model": py + [_PEER, clip, f"{outdir}/peer2.mp4", "packaged"],
     }
@@ -146,11 +151,15 @@ def main(argv=None):
     print(f"steady state, {n1} -> {n2} frames: actcam video {ours:.1f} frames/s = "
           f"{ours / fps['forward (the limit)']:.2f}x the no-grad forward (the limit); "
           f"{ours / fps['peer, same model']:.2f}x the peer on the same model; "
-          f"{ours / fps['peer, packaged model']:.2f}x the peer on the packaged model")
+          f"{ours / fps['peer, packaged model']:.2f}x the peer on the packaged model; with --compile "
+          f"{fps['actcam video --compile']:.1f} frames/s = {fps['actcam video --compile'] / fps['forward (the limit)']:.2f}x "
+          f"the limit, {fps['actcam video --compile'] / fps['peer, same model']:.2f}x the peer on the same model")
     save(args.out, [{"group": f"video {SIZE[0]}x{SIZE[1]}, batch 8, whole processes ({n2} frames)",
                      "cases": cases}], frames=[n1, n2], rounds=rounds, quick=args.quick,
          ratios={"vs_limit": ours / fps["forward (the limit)"], "vs_peer_same_model": ours / fps["peer, same model"],
-                 "vs_peer_packaged": ours / fps["peer, packaged model"]})
+                 "vs_peer_packaged": ours / fps["peer, packaged model"],
+                 "compiled_vs_limit": fps["actcam video --compile"] / fps["forward (the limit)"],
+                 "compiled_vs_peer_same_model": fps["actcam video --compile"] / fps["peer, same model"]})
 
 
 if __name__ == "__main__":
