@@ -172,6 +172,6 @@ setup(
     extras_require={"export": ["onnx", "onnxruntime", "onnxscript"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": ActcamBuildExtension.with_options(use_ninja=True)},
-    entry_points={"console_scripts": ["actcam=actcam_ext.cli:main"]},
+    entry_points={"console_scripts": ["actcam=actcam_ext.cli:run_command"]},
     zip_safe=False,
 )

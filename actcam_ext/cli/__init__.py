@@ -5,6 +5,6 @@ it) and imports what it needs from the library; options shared by several subcom
 from ``_args`` (argparse parent parsers), so each has one spelling, type and help text.
 """
 
-from .main import build_parser, main
+from .main import build_parser, main, run_command
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_command"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from actcam_ext.cli import main
+from actcam_ext.cli import run_command
 
-sys.exit(main())
+sys.exit(run_command())

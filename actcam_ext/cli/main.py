@@ -17,7 +17,12 @@ from ..errors import Terminated, UserError, message, raise_on_sigterm
 from . import activations, batch, evaluate, explain, export, info, video
 from ._args import Parser
 
-__all__ = ["build_parser", "main", "SUBCOMMANDS"]
+__all__ = ["build_parser", "main", "run_command", "SUBCOMMANDS"]
+
+# torch's CPU allocator advises buffers of 2 MiB or more into transparent huge pages when this
+# variable is 1. It reads it once, at the process's first tensor allocation.
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
+_THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 SUBCOMMANDS = (info, explain, video, batch, evaluate, activations, export)
 
@@ -37,6 +42,28 @@ def _parse(parser: Parser, argv):
     if extra:  # reported by the subcommand, which knows the options a user may have meant
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def use_huge_pages() -> None:
+    """Turn on torch's huge-page allocation for this process where the kernel offers it, unless
+    the user set the variable. A batch's activations are tens of MiB, freshly mapped at every
+    forward; faulting them in 2 MiB pages instead of 4 KiB ones makes the CPU forward of
+    EfficientNet-Lite0 at batch 8 about 1.5x faster (docs/video.md#huge-pages). Only the command's own
+    process calls this, before any tensor exists: in a library it would change its host
+    process's allocator behind the host's back."""
+    try:
+        with open(_THP_SETTING) as f:
+            offered = "[never]" not in f.read()
+    except OSError:  # not Linux, or a kernel without transparent huge pages
+        return
+    if offered:
+        os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+
+
+def run_command() -> int:
+    """The ``actcam`` executable: huge pages (``use_huge_pages``), then ``main``."""
+    use_huge_pages()
+    return main()
 
 
 def main(argv=None) -> int:

@@ -288,6 +288,35 @@ def test_info_and_version(capsys):
     assert proc.returncode == 0 and proc.stdout.strip() == f"actcam_ext {ac.__version__}"
 
 
+def _thp_offered() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _thp_offered(), reason="the kernel offers no transparent huge pages")
+def test_the_command_allocates_big_tensors_in_huge_pages():
+    """The command's own process turns on torch's huge-page allocation before its first tensor
+    (the console script and python -m alike), unless the user set the variable."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    script = os.path.join(os.path.dirname(sys.executable), "actcam")
+    commands = [[sys.executable, "-m", "actcam_ext"], [sys.executable, "-m", "actcam_ext.cli"]]
+    if os.path.exists(script):
+        commands.append([script])
+    for exe in commands:
+        for setting, want in ((None, "on"), ("0", "off"), ("1", "on")):
+            run_env = env if setting is None else {**env, "THP_MEM_ALLOC_ENABLE": setting}
+            proc = subprocess.run(exe + ["info"], capture_output=True, text=True, timeout=120, env=run_env)
+            assert proc.returncode == 0, proc.stderr
+            assert f"huge pages for tensors of 2 MiB or more: {want}" in proc.stdout, (exe, setting, proc.stdout)
+    # in a host process (the library, or main() called in it) nothing is changed
+    rc_env = dict(os.environ)
+    cli.main(["info"])
+    assert dict(os.environ) == rc_env
+
+
 def test_usage_errors_are_one_line(capsys):
     for argv in (["explain"], ["frobnicate"], ["video", "in.mp4"], ["batch", "dir"]):
         with pytest.raises(SystemExit) as exc:
