@@ -1,7 +1,7 @@
 """The opt-in speed switches (bf16, --compile) against exact fp32 on the CPU: what each gains
 and what it costs in faithfulness.
 
-    python -m bench.precision [--rounds 5] [--frames 48,144] [--quick] [--out bench/results/cpu_precision.json]
+    python -m bench.precision [--rounds 5] [--frames 48,336] [--quick] [--out bench/results/cpu_precision.json]
 
 The default model (EfficientNet-Lite0, as ``actcam video`` runs it), Grad-CAM:
 
@@ -70,7 +70,7 @@ def _video_seconds(clip, out, variant) -> float:
 
 def main(argv=None):
     parser = arguments(__doc__, "bench/results/cpu_precision.json", rounds=5)
-    parser.add_argument("--frames", default="48,144", help="the two clip lengths of the video rows")
+    parser.add_argument("--frames", default="48,336", help="the two clip lengths of the video rows")
     parser.add_argument("--video-rounds", type=int, default=2, help="runs of each actcam video row (default 2)")
     args = parser.parse_args(argv)
     n1, n2 = (8, 16) if args.quick else tuple(int(v) for v in args.frames.split(","))

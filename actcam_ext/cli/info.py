@@ -34,9 +34,9 @@ def huge_pages() -> str:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="show the ops and which backend (native or fallback) serves each device",
-                              description="Print the version of actcam_ext and torch, and for the CPU and CUDA "
+                              description="Print the version of actcam_ext and torch, for the CPU and CUDA "
                                           "whether the fused native kernels or the pure-torch fallback serve the "
-                                          "ops.")
+                                          "ops, and whether tensors of 2 MiB or more are allocated in huge pages.")
     p.set_defaults(func=run)
 
 

@@ -46,11 +46,10 @@ def _parse(parser: Parser, argv):
 
 def use_huge_pages() -> None:
     """Turn on torch's huge-page allocation for this process where the kernel offers it, unless
-    the user set the variable. A batch's activations are tens of MiB, freshly mapped at every
-    forward; faulting them in 2 MiB pages instead of 4 KiB ones makes the CPU forward of
-    EfficientNet-Lite0 at batch 8 about 1.5x faster (docs/video.md#huge-pages). Only the command's own
-    process calls this, before any tensor exists: in a library it would change its host
-    process's allocator behind the host's back."""
+    the user set the variable: a batch's activations are tens of MiB, mapped afresh at every
+    forward, and fault in far fewer 2 MiB pages than 4 KiB ones (docs/video.md#huge-pages).
+    Only the command's own process calls this, before any tensor exists: in a library it would
+    change its host process's allocator behind the host's back."""
     try:
         with open(_THP_SETTING) as f:
             offered = "[never]" not in f.read()
