@@ -143,13 +143,14 @@ void relu_inplace(T* v, int64_t n) {
 // plus segment 1's, and so on; each segment's is one running sum in channel order.
 struct ChannelSegments {
   static constexpr int64_t kMaxSegments = 8, kMinSegment = 64;
-  int64_t size, n;
-  explicit ChannelSegments(int64_t K) {
+  int64_t K, size, n;
+  explicit ChannelSegments(int64_t K_) : K(K_) {
     const int64_t even = (K + kMaxSegments - 1) / kMaxSegments;
     size = std::max(kMinSegment, (even + cpu::kChannelGroup - 1) / cpu::kChannelGroup * cpu::kChannelGroup);
     n = (K + size - 1) / size;
   }
   int64_t begin(int64_t i) const { return i * size; }
+  int64_t end(int64_t i) const { return std::min(K, (i + 1) * size); }
 };
 
 int64_t element_size(cpu::Src src) {
@@ -191,7 +192,7 @@ void lowres_in_segments(const cpu::Ops<T>& ops, const cpu::LowresJob<T>& j, T* p
   const ChannelSegments seg(j.K);
   if (seg.n <= 1) return ops.lowres(j);
   for (int64_t i = 0; i < seg.n; ++i) {
-    cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), std::min(j.K, seg.begin(i + 1)));
+    cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), seg.end(i));
     js.low = i == 0 ? j.low : part;
     ops.lowres(js);
     if (i > 0) add_partial(j, part, j.low);
@@ -297,7 +298,7 @@ void cam_forward(const cpu::LowresJob<T>& job, int64_t a_sb, int64_t g_sb, int64
       at::parallel_for(0, seg.n, 1, [&](int64_t i0, int64_t i1) {
         std::vector<T> scratch(cpu::lowres_scratch_size(hw));
         for (int64_t i = i0; i < i1; ++i) {
-          cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), std::min(K, seg.begin(i + 1)));
+          cpu::LowresJob<T> js = channel_slice(j, seg.begin(i), seg.end(i));
           js.low = parts.data() + i * cb_max * hw;
           js.scratch = scratch.data();
           ops.lowres(js);

@@ -844,22 +844,8 @@ MapRange<T> range(const MapPlanView<T>& p, const T* rows) {
   return {slo, shi, szero != T(0)};
 }
 
-// Stores v at o[X], a vector or a scalar.
-template <typename T>
-struct RowStore {
-  bool stream;
-  template <typename V>
-  void vec(T* p, V v) const {
-    if (stream) {
-      vstream(p, v);
-    } else {
-      vstoreu(p, v);
-    }
-  }
-};
-
-// The first X of row o (from X = 0) from which vectors can be streamed: the address aligned to
-// a vector's size; W when no such X exists before W - V::N.
+// The first X of row o at which o + X is aligned to a vector of `lanes` elements, as streaming
+// stores need; at most W, and W when o is not even aligned to T.
 template <typename T>
 int64_t stream_start(const T* o, int64_t W, int64_t lanes) {
   const uintptr_t bytes = static_cast<uintptr_t>(lanes) * sizeof(T);
@@ -873,7 +859,13 @@ template <typename T>
 void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* mm, T* out, int64_t Y0, int64_t Y1,
                 bool stream) {
   using V = Vec<T>;
-  const RowStore<T> store{stream};
+  auto store = [stream](T* p, V v) {
+    if (stream) {
+      vstream(p, v);
+    } else {
+      vstoreu(p, v);
+    }
+  };
   for (int64_t Y = Y0; Y < Y1; ++Y) {
     const BilinearTapT<T>& t = p.slot_taps[Y];
     const T* __restrict r0 = rows + t.i0 * p.W;
@@ -887,7 +879,7 @@ void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* m
     if (mm == nullptr) {
       int64_t X = 0;
       for (; X < X0; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
-      for (; X + V::N <= p.W; X += V::N) store.vec(o + X, vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X))));
+      for (; X + V::N <= p.W; X += V::N) store(o + X, vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X))));
       for (; X < p.W; ++X) o[X] = t.l0 * r0[X] + t.l1 * r1[X];
       continue;
     }
@@ -904,7 +896,7 @@ void write_rows(const MapPlanView<T>& p, const T* rows, const MinMaxScaleT<T>* m
     for (; X < X0; ++X) scalar(X);
     for (; X + V::N <= p.W; X += V::N) {
       const V v = vadd(vmul(a, vloadu(r0 + X)), vmul(b, vloadu(r1 + X)));
-      store.vec(o + X, vmax(zero, vmin(one, vmul(vsub(vmul(v, scale), shift), inv))));
+      store(o + X, vmax(zero, vmin(one, vmul(vsub(vmul(v, scale), shift), inv))));
     }
     for (; X < p.W; ++X) scalar(X);
   }
